@@ -1,0 +1,13 @@
+"""pdum.rfb: a pure-Python RFB (VNC) server for NumPy framebuffers.
+
+>>> import pdum.rfb as rfb
+>>> display = await rfb.serve(320, 240)          # doctest: +SKIP
+>>> display.publish(frame)                       # doctest: +SKIP
+"""
+
+from ._version import __version__
+from .display import Display, serve
+from .events import InputEvent
+from .server import Server
+
+__all__ = ["Display", "InputEvent", "Server", "__version__", "serve"]

@@ -1,0 +1,107 @@
+"""The ``pdum-rfb`` command: ``demo`` and ``serve`` (more sub-commands arrive with their issues)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .display import serve
+from .testing import ANIMATED, PATTERNS, render_pattern
+
+
+def _add_server_args(parser: argparse.ArgumentParser, *, width: int, height: int, fps: float) -> None:
+    parser.add_argument("--width", type=int, default=width)
+    parser.add_argument("--height", type=int, default=height)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--vnc-port", type=int, default=5900, help="raw RFB TCP port (0 = any free port)")
+    parser.add_argument("--fps", type=float, default=fps, help="frames published per second")
+    parser.add_argument(
+        "--password",
+        default=os.environ.get("VNC_PASSWORD"),
+        help="VncAuth password (default: $VNC_PASSWORD; required off loopback)",
+    )
+    parser.add_argument("--allow-insecure", action="store_true", help="serve a non-loopback host without a password")
+    parser.add_argument("--name", default="pdum.rfb", help="desktop name shown by viewers")
+    parser.add_argument("--frames", type=int, default=0, help="stop after this many frames (0 = run until Ctrl-C)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pdum-rfb", description="A NumPy framebuffer served over RFB (VNC).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="serve the seed scene: an orange block moving over a changing background")
+    _add_server_args(demo, width=320, height=240, fps=10)
+    srv = sub.add_parser("serve", help="serve a test pattern until Ctrl-C")
+    _add_server_args(srv, width=640, height=480, fps=10)
+    srv.add_argument("--pattern", default="test_card", choices=sorted(PATTERNS))
+    return parser
+
+
+async def _serve_pattern(args: argparse.Namespace, pattern: str) -> int:
+    display = await serve(
+        args.width,
+        args.height,
+        host=args.host,
+        port=None,
+        vnc_port=args.vnc_port,
+        password=args.password,
+        name=args.name,
+        allow_insecure=args.allow_insecure,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    port = display.vnc_port
+    print(f"pdum-rfb {__version__}: serving '{pattern}' {args.width}x{args.height} at {display.vnc_url}", flush=True)
+    print(f"  TigerVNC:  vncviewer {args.host}::{port}", flush=True)
+    if port is not None and 5900 <= port < 6000:
+        print(f"  display :{port - 5900}  (e.g. gvncviewer {args.host}:{port - 5900})", flush=True)
+    print("  Ctrl-C to stop", flush=True)
+    t = 0
+    period = 1.0 / args.fps if args.fps > 0 else 1.0
+    try:
+        while not stop.is_set():
+            display.publish(render_pattern(pattern, args.width, args.height, t))
+            t += 1
+            if args.frames and t >= args.frames:
+                break
+            if pattern not in ANIMATED:
+                await stop.wait()
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=period)
+    finally:
+        await display.aclose()
+    print(f"stopped after {t} frames", flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    pattern = "seed_scene" if args.command == "demo" else args.pattern
+    try:
+        return asyncio.run(_serve_pattern(args, pattern))
+    except OSError as exc:
+        print(f"pdum-rfb: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"pdum-rfb: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

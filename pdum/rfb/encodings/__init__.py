@@ -1,0 +1,20 @@
+"""Encoders, one module each; :data:`ENCODERS` is the registry the session chooses from.
+
+A new encoding is one new module plus one line here.
+"""
+
+from __future__ import annotations
+
+from .base import EncodeContext, Encoder
+from .raw import RawEncoder
+from .zlib import ZlibEncoder
+
+ENCODERS: dict[int, Encoder] = {
+    enc.encoding: enc
+    for enc in (
+        RawEncoder(),
+        ZlibEncoder(),
+    )
+}
+
+__all__ = ["ENCODERS", "EncodeContext", "Encoder", "RawEncoder", "ZlibEncoder"]

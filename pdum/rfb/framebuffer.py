@@ -1,0 +1,148 @@
+"""Frame storage and tile damage.
+
+The framebuffer keeps one private RGB copy of the latest published frame plus a generation number.
+Publishing compares the new frame with the previous one per 64x64 tile and returns the damaged
+tiles as a small boolean grid; sessions OR that grid into their own pending damage, so memory per
+client is one bit-ish per tile however many frames it skips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+TILE = 64
+MAX_DIMENSION = 16384
+
+
+def validate_frame(frame: object) -> np.ndarray:
+    """Check a user frame and return it as an ``HxWx3``/``HxWx4`` uint8 array (no copy).
+
+    Raises ``TypeError`` for a non-array or a non-uint8 dtype and ``ValueError`` for a bad shape,
+    with messages that say what was expected.
+    """
+    if not isinstance(frame, np.ndarray):
+        raise TypeError(f"frame must be a numpy.ndarray, got {type(frame).__name__}")
+    if frame.dtype != np.uint8:
+        raise TypeError(
+            f"frame dtype must be uint8, got {frame.dtype} (scale floats with (f * 255).astype(np.uint8))"
+        )
+    if frame.ndim != 3 or frame.shape[2] not in (3, 4):
+        raise ValueError(f"frame must have shape (height, width, 3) or (height, width, 4), got {frame.shape}")
+    h, w = frame.shape[:2]
+    if not (1 <= h <= MAX_DIMENSION and 1 <= w <= MAX_DIMENSION):
+        raise ValueError(f"frame size {w}x{h} must be between 1x1 and {MAX_DIMENSION}x{MAX_DIMENSION}")
+    return frame
+
+
+def tile_grid_shape(width: int, height: int) -> tuple[int, int]:
+    return (-(-height // TILE), -(-width // TILE))
+
+
+@dataclass(frozen=True)
+class Damage:
+    """What changed in one publish: a tile grid, or the whole frame after a resize."""
+
+    tiles: np.ndarray  # bool, shape tile_grid_shape(width, height)
+    resized: bool
+
+    @property
+    def empty(self) -> bool:
+        return not self.resized and not bool(self.tiles.any())
+
+
+class Framebuffer:
+    """The latest frame (``HxWx3`` uint8 RGB, owned by us) and its generation number."""
+
+    def __init__(self, width: int, height: int) -> None:
+        if not (1 <= width <= MAX_DIMENSION and 1 <= height <= MAX_DIMENSION):
+            raise ValueError(f"framebuffer size {width}x{height} out of range")
+        self.pixels = np.zeros((height, width, 3), dtype=np.uint8)
+        self.generation = 0
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    def full_damage(self) -> np.ndarray:
+        return np.ones(tile_grid_shape(self.width, self.height), dtype=bool)
+
+    def update(self, frame: np.ndarray) -> Damage:
+        """Swap in a validated frame; return the damage relative to the previous one."""
+        rgb = frame[..., :3]
+        h, w = rgb.shape[:2]
+        if (h, w) != self.pixels.shape[:2]:
+            self.pixels = np.array(rgb, dtype=np.uint8, order="C", copy=True)
+            self.generation += 1
+            return Damage(self.full_damage(), resized=True)
+        tiles = changed_tiles(self.pixels, rgb)
+        if tiles.any():
+            np.copyto(self.pixels, rgb)
+            self.generation += 1
+        return Damage(tiles, resized=False)
+
+
+def changed_tiles(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Boolean grid of the 64x64 tiles where ``old`` and ``new`` differ."""
+    h, w = old.shape[:2]
+    th, tw = tile_grid_shape(w, h)
+    diff = np.any(old != new, axis=2)
+    if h % TILE or w % TILE:
+        padded = np.zeros((th * TILE, tw * TILE), dtype=bool)
+        padded[:h, :w] = diff
+        diff = padded
+    return diff.reshape(th, TILE, tw, TILE).any(axis=(1, 3))
+
+
+def tiles_to_rects(
+    tiles: np.ndarray, width: int, height: int, clip: tuple[int, int, int, int] | None = None
+) -> list[tuple[int, int, int, int]]:
+    """Merge a damaged-tile grid into few rectangles ``(x, y, w, h)`` inside the frame.
+
+    Horizontal runs of damaged tiles become one band; identical bands on consecutive tile rows
+    merge vertically. ``clip`` (x, y, w, h) restricts the result, e.g. to the requested region.
+    """
+    th, tw = tiles.shape
+    open_bands: dict[tuple[int, int], list[int]] = {}  # (col0, col1) -> [row0, row1]
+    done: list[tuple[int, int, int, int]] = []
+    for row in range(th):
+        runs: list[tuple[int, int]] = []
+        line = tiles[row]
+        col = 0
+        while col < tw:
+            if line[col]:
+                start = col
+                while col < tw and line[col]:
+                    col += 1
+                runs.append((start, col))
+            else:
+                col += 1
+        next_bands: dict[tuple[int, int], list[int]] = {}
+        for run in runs:
+            band = open_bands.pop(run, None)
+            if band is not None:
+                band[1] = row + 1
+                next_bands[run] = band
+            else:
+                next_bands[run] = [row, row + 1]
+        for (c0, c1), (r0, r1) in open_bands.items():
+            done.append((c0, r0, c1, r1))
+        open_bands = next_bands
+    for (c0, c1), (r0, r1) in open_bands.items():
+        done.append((c0, r0, c1, r1))
+    cx0, cy0, cx1, cy1 = 0, 0, width, height
+    if clip is not None:
+        cx0, cy0 = max(0, clip[0]), max(0, clip[1])
+        cx1, cy1 = min(width, clip[0] + clip[2]), min(height, clip[1] + clip[3])
+    rects = []
+    for c0, r0, c1, r1 in sorted(done, key=lambda r: (r[1], r[0])):
+        x0, y0 = max(c0 * TILE, cx0), max(r0 * TILE, cy0)
+        x1, y1 = min(c1 * TILE, cx1), min(r1 * TILE, cy1)
+        if x1 > x0 and y1 > y0:
+            rects.append((x0, y0, x1 - x0, y1 - y0))
+    return rects

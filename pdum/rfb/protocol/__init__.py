@@ -1,0 +1,23 @@
+"""Sans-I/O RFB protocol core: bytes in, events out; events in, bytes out. No sockets here."""
+
+from .connection import AuthenticationFailed, ClientInit, ServerConnection, State
+from .errors import ProtocolError
+from .messages import Encoding, Limits
+from .pixelformat import BGR233, RGB565, SERVER_DEFAULT, PixelFormat, UnsupportedPixelFormat
+from .security import SecurityType
+
+__all__ = [
+    "AuthenticationFailed",
+    "BGR233",
+    "ClientInit",
+    "Encoding",
+    "Limits",
+    "PixelFormat",
+    "ProtocolError",
+    "RGB565",
+    "SERVER_DEFAULT",
+    "SecurityType",
+    "ServerConnection",
+    "State",
+    "UnsupportedPixelFormat",
+]

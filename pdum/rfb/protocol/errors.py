@@ -1,0 +1,11 @@
+"""Exceptions raised by the sans-I/O protocol core."""
+
+from __future__ import annotations
+
+
+class ProtocolError(Exception):
+    """The peer sent bytes that break the RFB protocol; the connection must be closed.
+
+    The message is meant for a log line (and, where the protocol has a place for it, for the
+    client as a failure reason); it never contains secrets.
+    """

@@ -1,0 +1,150 @@
+"""Listeners, the client registry, fan-out of damage and input, and lifecycle.
+
+The server owns every asyncio task it starts (one per connection, plus each session's writer) and
+cancels them all in :meth:`Server.aclose`, so nothing outlives the Display.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .events import EventQueue, InputEvent
+from .framebuffer import Damage, Framebuffer
+from .protocol.messages import DEFAULT_LIMITS, Limits
+from .protocol.security import SecurityType
+from .session import Session
+from .transports.base import ByteStream
+from .transports.tcp import TcpStream
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    name: str = "pdum.rfb"
+    security_types: tuple[SecurityType, ...] = (SecurityType.NONE,)
+    password: str | None = None
+    limits: Limits = DEFAULT_LIMITS
+    handshake_timeout: float = 30.0
+    max_clients: int = 64
+
+
+@dataclass
+class Counters:
+    connections: int = 0
+    protocol_errors: int = 0
+    auth_failures: int = 0
+    refused: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class Server:
+    """Serves one :class:`Framebuffer` to any number of RFB sessions."""
+
+    def __init__(self, framebuffer: Framebuffer, events: EventQueue, config: ServerConfig) -> None:
+        self.framebuffer = framebuffer
+        self.events = events
+        self.config = config
+        self.name_bytes = config.name.encode("utf-8")
+        self.sessions: dict[int, Session] = {}
+        self.counters = Counters()
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._listeners: list[asyncio.Server] = []
+        self._closed = False
+        self.on_client_change: Callable[[], None] | None = None
+
+    # -- listeners ----------------------------------------------------------------------------------
+    async def listen_tcp(self, host: str, port: int) -> int:
+        """Start the raw-RFB TCP listener; returns the bound port."""
+        listener = await asyncio.start_server(self._accept_tcp, host, port, reuse_address=True)
+        self._listeners.append(listener)
+        return int(listener.sockets[0].getsockname()[1])
+
+    async def _accept_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self.serve_stream(TcpStream(reader, writer))
+
+    async def serve_stream(self, stream: ByteStream) -> None:
+        """Run one RFB session over ``stream`` until it ends (transports call this)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            if self._closed:
+                await stream.close()
+                return
+            if len(self._tasks) > self.config.max_clients:
+                self.counters.refused += 1
+                log.warning("refusing %s: max_clients=%d reached", stream.peer, self.config.max_clients)
+                await stream.close()
+                return
+            self.counters.connections += 1
+            session = Session(self, stream, next(self._ids))
+            await session.run()
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    # -- registry -----------------------------------------------------------------------------------
+    def register(self, session: Session) -> None:
+        self.sessions[session.client_id] = session
+        if self.on_client_change:
+            self.on_client_change()
+
+    def unregister(self, session: Session) -> None:
+        if self.sessions.pop(session.client_id, None) is not None and self.on_client_change:
+            self.on_client_change()
+
+    def disconnect_others(self, keep: Session) -> None:
+        """An exclusive (non-shared) ClientInit: close every other client, as RFC 6143 says."""
+        for session in list(self.sessions.values()):
+            if session is not keep:
+                log.info("closing client %s: %s asked for exclusive access", session.peer, keep.peer)
+                self._spawn(session.close())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- fan-out ------------------------------------------------------------------------------------
+    def broadcast_damage(self, damage: Damage) -> None:
+        for session in self.sessions.values():
+            session.add_damage(damage)
+
+    def broadcast_message(self, data: bytes) -> None:
+        for session in self.sessions.values():
+            session.send_message(data)
+
+    def emit(self, session: Session, event: dict[str, Any]) -> None:
+        self.events.put(InputEvent(session.client_id, session.principal, event))
+
+    def note_protocol_error(self, session: Session) -> None:
+        self.counters.protocol_errors += 1
+
+    def note_auth_failure(self, session: Session) -> None:
+        self.counters.auth_failures += 1
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Stop listening, close every client, and wait (briefly) for all tasks to finish."""
+        self._closed = True
+        for listener in self._listeners:
+            listener.close()
+        for session in list(self.sessions.values()):
+            await session.close()
+        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+        for listener in self._listeners:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(listener.wait_closed(), timeout=0.5)
+        self._listeners.clear()

@@ -1,0 +1,338 @@
+"""One client's RFB session over any byte transport.
+
+The session is a thin asyncio shell around the sans-I/O :class:`ServerConnection`: a reader loop
+feeds it bytes and reacts to the messages it yields, and one writer task owns every write so
+updates and other server messages never interleave. The update scheduler follows "latest frame
+wins": publishing only ORs damaged tiles into :attr:`Session.damage`; an update is built from the
+*current* framebuffer when the client has a request outstanding and its socket has drained, so a
+slow client skips frames instead of queueing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .encodings import ENCODERS, EncodeContext
+from .events import InputTranslator
+from .framebuffer import TILE, Damage, tile_grid_shape, tiles_to_rects
+from .protocol import messages as m
+from .protocol.connection import AuthenticationFailed, ClientInit, ServerConnection
+from .protocol.errors import ProtocolError
+from .protocol.messages import Encoding
+from .protocol.pixelformat import SERVER_DEFAULT, PixelFormat
+from .transports.base import ByteStream
+
+if TYPE_CHECKING:
+    from .server import Server
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SessionStats:
+    """Counters the server keeps for each client (server truth, not client reports)."""
+
+    connected_at: float = 0.0
+    updates_sent: int = 0
+    rects_sent: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    frames_skipped: int = 0
+    encode_seconds: float = 0.0
+    last_generation_sent: int = -1
+
+
+class Session:
+    """Server side of one RFB client connection."""
+
+    def __init__(self, server: Server, stream: ByteStream, client_id: int) -> None:
+        self.server = server
+        self.stream = stream
+        self.client_id = client_id
+        self.principal: Any = None
+        self.connection = ServerConnection(
+            security_types=server.config.security_types,
+            password=server.config.password,
+            limits=server.config.limits,
+        )
+        self.pixel_format: PixelFormat = SERVER_DEFAULT
+        self.encodings: tuple[int, ...] = ()
+        self.encode_context = EncodeContext()
+        self.input = InputTranslator()
+        self.stats = SessionStats(connected_at=time.time())
+        self.shared = True
+        self.ready = False  # True once ServerInit is sent
+        # Update scheduling state
+        fb = server.framebuffer
+        self.client_size = (fb.width, fb.height)
+        self.damage = np.zeros(tile_grid_shape(fb.width, fb.height), dtype=bool)
+        self.resize_pending = False
+        self.request: m.FramebufferUpdateRequest | None = None
+        self._outbox: list[bytes] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._writer_task: asyncio.Task[None] | None = None
+
+    # -- properties ---------------------------------------------------------------------------------
+    @property
+    def peer(self) -> str:
+        return self.stream.peer
+
+    def supports(self, encoding: int) -> bool:
+        return encoding in self.encodings
+
+    def __repr__(self) -> str:
+        return f"<Session {self.client_id} {self.stream.kind} {self.peer}>"
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Serve the client until it leaves, misbehaves or the server closes."""
+        try:
+            await self._flush_handshake()
+            async with asyncio.timeout(self.server.config.handshake_timeout):
+                while not self.ready:
+                    data = await self.stream.read()
+                    if not data:
+                        log.info("client %s left during the handshake", self.peer)
+                        return
+                    await self._receive(data)
+            self._writer_task = asyncio.create_task(self._writer_loop(), name=f"rfb-writer-{self.client_id}")
+            while not self._closing:
+                data = await self.stream.read()
+                if not data:
+                    break
+                await self._receive(data)
+        except TimeoutError:
+            log.warning("client %s: handshake timed out", self.peer)
+        except AuthenticationFailed as exc:
+            log.warning("client %s: %s", self.peer, exc)
+            await self._flush_handshake()
+            self.server.note_auth_failure(self)
+        except ProtocolError as exc:
+            log.warning("client %s: protocol error: %s; closing it", self.peer, exc)
+            self.server.note_protocol_error(self)
+            await self._flush_handshake()
+        except (ConnectionError, OSError) as exc:
+            log.info("client %s: connection lost: %s", self.peer, exc)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop this session's writer and close its transport; idempotent."""
+        self._closing = True
+        self._wake.set()
+        task = self._writer_task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.server.unregister(self)
+        await self.stream.close()
+
+    async def _flush_handshake(self) -> None:
+        data = self.connection.data_to_send()
+        if data:
+            with contextlib.suppress(ConnectionError, OSError):
+                await self.stream.write(data)
+                self.stats.bytes_sent += len(data)
+
+    # -- incoming -----------------------------------------------------------------------------------
+    async def _receive(self, data: bytes) -> None:
+        self.stats.bytes_received += len(data)
+        events = self.connection.receive_data(data)
+        if not self.ready:
+            await self._flush_handshake()
+        for event in events:
+            if isinstance(event, ClientInit):
+                events_after = self._on_client_init(event)
+                await self._flush_handshake()
+                for later in events_after:
+                    self._handle(later)
+            else:
+                self._handle(event)
+
+    def _on_client_init(self, event: ClientInit) -> list[Any]:
+        self.shared = event.shared
+        if not event.shared:
+            self.server.disconnect_others(self)
+        fb = self.server.framebuffer
+        self.client_size = (fb.width, fb.height)
+        self.damage = fb.full_damage() * False
+        pending = self.connection.send_server_init(fb.width, fb.height, SERVER_DEFAULT, self.server.name_bytes)
+        self.ready = True
+        self.server.register(self)
+        log.info(
+            "client %s connected (%s, RFB %d.%d, %s)",
+            self.peer,
+            self.stream.kind,
+            *(self.connection.version or (0, 0)),
+            "shared" if event.shared else "exclusive",
+        )
+        return pending
+
+    def _handle(self, msg: Any) -> None:
+        handler: Callable[[Any], None] | None = self._handlers.get(type(msg))
+        if handler is None:
+            log.debug("client %s: ignoring %s", self.peer, type(msg).__name__)
+            return
+        handler(self, msg)
+
+    def _on_set_pixel_format(self, msg: m.SetPixelFormat) -> None:
+        msg.pixel_format.validate()
+        self.pixel_format = msg.pixel_format
+        self.encode_context = EncodeContext(
+            compress_level=self.encode_context.compress_level,
+            quality_level=self.encode_context.quality_level,
+        )
+
+    def _on_set_encodings(self, msg: m.SetEncodings) -> None:
+        self.encodings = msg.encodings
+        for enc in msg.encodings:
+            if m.COMPRESS_LEVEL_0 <= enc <= m.COMPRESS_LEVEL_9:
+                self.encode_context.compress_level = enc - m.COMPRESS_LEVEL_0
+            elif m.QUALITY_LEVEL_0 <= enc <= m.QUALITY_LEVEL_9:
+                self.encode_context.quality_level = enc - m.QUALITY_LEVEL_0
+
+    def _on_update_request(self, msg: m.FramebufferUpdateRequest) -> None:
+        if not msg.incremental:
+            self._mark_region(msg.x, msg.y, msg.width, msg.height)
+        self.request = msg
+        self._wake.set()
+
+    def _on_key(self, msg: m.KeyEvent) -> None:
+        self.server.emit(self, self.input.key(msg.down, msg.keysym))
+
+    def _on_qemu_key(self, msg: m.QemuExtendedKeyEvent) -> None:
+        self.server.emit(self, self.input.key(msg.down, msg.keysym, msg.keycode))
+
+    def _on_pointer(self, msg: m.PointerEvent) -> None:
+        for event in self.input.pointer(msg.button_mask, msg.x, msg.y):
+            self.server.emit(self, event)
+
+    def _on_cut_text(self, msg: m.ClientCutText) -> None:
+        if msg.extended:
+            log.debug("client %s: extended clipboard message ignored", self.peer)
+            return
+        text = msg.data.decode("latin-1").replace("\r\n", "\n")
+        self.server.emit(self, {"type": "clipboard", "text": text})
+
+    _handlers: dict[type, Callable[[Session, Any], None]] = {
+        m.SetPixelFormat: _on_set_pixel_format,
+        m.SetEncodings: _on_set_encodings,
+        m.FramebufferUpdateRequest: _on_update_request,
+        m.KeyEvent: _on_key,
+        m.QemuExtendedKeyEvent: _on_qemu_key,
+        m.PointerEvent: _on_pointer,
+        m.ClientCutText: _on_cut_text,
+    }
+
+    # -- fan-out from the server --------------------------------------------------------------------
+    def add_damage(self, damage: Damage) -> None:
+        """Called on every publish; cheap: OR the tiles in and wake the writer."""
+        if damage.resized:
+            self.damage = damage.tiles.copy()
+            self.resize_pending = True
+        elif damage.tiles.shape == self.damage.shape:
+            if self.request is None and self.damage.any():
+                self.stats.frames_skipped += 1
+            self.damage |= damage.tiles
+        self._wake.set()
+
+    def send_message(self, data: bytes) -> None:
+        """Queue a non-update server message (cut text, bell, ...) for the writer task."""
+        self._outbox.append(data)
+        self._wake.set()
+
+    def _mark_region(self, x: int, y: int, w: int, h: int) -> None:
+        th, tw = self.damage.shape
+        x0, y0 = max(0, x) // TILE, max(0, y) // TILE
+        x1, y1 = min(tw, -(-(x + w) // TILE)), min(th, -(-(y + h) // TILE))
+        if x1 > x0 and y1 > y0:
+            self.damage[y0:y1, x0:x1] = True
+
+    # -- outgoing -----------------------------------------------------------------------------------
+    async def _writer_loop(self) -> None:
+        try:
+            while not self._closing:
+                await self._wake.wait()
+                self._wake.clear()
+                if self._outbox:
+                    data = b"".join(self._outbox)
+                    self._outbox.clear()
+                    await self.stream.write(data)
+                    self.stats.bytes_sent += len(data)
+                if self.request is not None:
+                    update = self._build_update()
+                    if update is not None:
+                        self.request = None
+                        await self.stream.write(update)
+                        self.stats.bytes_sent += len(update)
+                        self.stats.updates_sent += 1
+        except (ConnectionError, OSError) as exc:
+            log.info("client %s: write failed: %s", self.peer, exc)
+            self._closing = True
+            await self.stream.close()
+        except ProtocolError as exc:  # pragma: no cover - encoder refusing a format
+            log.warning("client %s: %s; closing it", self.peer, exc)
+            self._closing = True
+            await self.stream.close()
+
+    def _choose_encoder(self) -> Any:
+        for enc in self.encodings:
+            encoder = ENCODERS.get(enc)
+            if encoder is not None:
+                return encoder
+        return ENCODERS[Encoding.RAW]
+
+    def _build_update(self) -> bytes | None:
+        """Encode the outstanding request against the current frame, or ``None`` if nothing to send."""
+        fb = self.server.framebuffer
+        request = self.request
+        assert request is not None
+        parts: list[bytes] = []
+        count = 0
+        clip = (request.x, request.y, request.width, request.height)
+        if self.resize_pending:
+            self.resize_pending = False
+            if self.supports(Encoding.EXTENDED_DESKTOP_SIZE) or self.supports(Encoding.DESKTOP_SIZE):
+                parts.append(self._desktop_size_rect(fb.width, fb.height))
+                count += 1
+                self.client_size = (fb.width, fb.height)
+                clip = (0, 0, fb.width, fb.height)
+        cw, ch = self.client_size
+        cx0, cy0 = max(0, clip[0]), max(0, clip[1])
+        cx1, cy1 = min(cw, fb.width, clip[0] + clip[2]), min(ch, fb.height, clip[1] + clip[3])
+        rects = tiles_to_rects(self.damage, fb.width, fb.height, (cx0, cy0, cx1 - cx0, cy1 - cy0))
+        if not rects and not parts:
+            return None
+        # Tiles wholly inside the clip are now clean; partly clipped tiles stay damaged.
+        tx0, ty0 = -(-cx0 // TILE), -(-cy0 // TILE)
+        full_x1 = cx1 // TILE if cx1 < fb.width else self.damage.shape[1]
+        full_y1 = cy1 // TILE if cy1 < fb.height else self.damage.shape[0]
+        self.damage[ty0:full_y1, tx0:full_x1] = False
+        encoder = self._choose_encoder()
+        started = time.perf_counter()
+        for x, y, w, h in rects:
+            payload = encoder.encode(fb.pixels[y : y + h, x : x + w], self.pixel_format, self.encode_context)
+            parts.append(m.rect_header(x, y, w, h, encoder.encoding))
+            parts.append(payload)
+            count += 1
+        self.stats.encode_seconds += time.perf_counter() - started
+        self.stats.rects_sent += len(rects)
+        self.stats.last_generation_sent = fb.generation
+        return m.framebuffer_update_header(count) + b"".join(parts)
+
+    def _desktop_size_rect(self, width: int, height: int) -> bytes:
+        if self.supports(Encoding.EXTENDED_DESKTOP_SIZE):
+            # reason 0 (server-side change), status 0; one screen covering the framebuffer
+            screen = (1).to_bytes(1, "big") + b"\0\0\0" + m._SCREEN.pack(0, 0, 0, width, height, 0)
+            return m.rect_header(0, 0, width, height, Encoding.EXTENDED_DESKTOP_SIZE) + screen
+        return m.rect_header(0, 0, width, height, Encoding.DESKTOP_SIZE)
