@@ -27,17 +27,25 @@ def _add_server_args(parser: argparse.ArgumentParser, *, width: int, height: int
         default=os.environ.get("VNC_PASSWORD"),
         help="VncAuth password (default: $VNC_PASSWORD; required off loopback)",
     )
-    parser.add_argument("--allow-insecure", action="store_true", help="serve a non-loopback host without a password")
+    parser.add_argument(
+        "--allow-insecure", action="store_true", help="serve a non-loopback host without a password"
+    )
     parser.add_argument("--name", default="pdum.rfb", help="desktop name shown by viewers")
-    parser.add_argument("--frames", type=int, default=0, help="stop after this many frames (0 = run until Ctrl-C)")
+    parser.add_argument(
+        "--frames", type=int, default=0, help="stop after this many frames (0 = run until Ctrl-C)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pdum-rfb", description="A NumPy framebuffer served over RFB (VNC).")
+    parser = argparse.ArgumentParser(
+        prog="pdum-rfb", description="A NumPy framebuffer served over RFB (VNC)."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="serve the seed scene: an orange block moving over a changing background")
+    demo = sub.add_parser(
+        "demo", help="serve the seed scene: an orange block moving over a changing background"
+    )
     _add_server_args(demo, width=320, height=240, fps=10)
     srv = sub.add_parser("serve", help="serve a test pattern until Ctrl-C")
     _add_server_args(srv, width=640, height=480, fps=10)
@@ -62,7 +70,10 @@ async def _serve_pattern(args: argparse.Namespace, pattern: str) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     port = display.vnc_port
-    print(f"pdum-rfb {__version__}: serving '{pattern}' {args.width}x{args.height} at {display.vnc_url}", flush=True)
+    print(
+        f"pdum-rfb {__version__}: serving '{pattern}' {args.width}x{args.height} at {display.vnc_url}",
+        flush=True,
+    )
     print(f"  TigerVNC:  vncviewer {args.host}::{port}", flush=True)
     if port is not None and 5900 <= port < 6000:
         print(f"  display :{port - 5900}  (e.g. gvncviewer {args.host}:{port - 5900})", flush=True)

@@ -82,11 +82,7 @@ class Display:
         self.requested_port = port
         self.requested_vnc_port = vnc_port
         types = _security_types(security, password)
-        if (
-            SecurityType.NONE in types
-            and not _is_loopback(host)
-            and not allow_insecure
-        ):
+        if SecurityType.NONE in types and not _is_loopback(host) and not allow_insecure:
             raise ValueError(
                 f"refusing to serve without authentication on non-loopback host {host!r}: "
                 "pass password=... (or allow_insecure=True if the network is trusted)"

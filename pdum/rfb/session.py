@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: The id of our single screen in ExtendedDesktopSize rectangles.
+SCREEN_ID = 1
+
 
 @dataclass
 class SessionStats:
@@ -166,7 +169,9 @@ class Session:
         fb = self.server.framebuffer
         self.client_size = (fb.width, fb.height)
         self.damage = fb.full_damage() * False
-        pending = self.connection.send_server_init(fb.width, fb.height, SERVER_DEFAULT, self.server.name_bytes)
+        pending = self.connection.send_server_init(
+            fb.width, fb.height, SERVER_DEFAULT, self.server.name_bytes
+        )
         self.ready = True
         self.server.register(self)
         log.info(
@@ -179,7 +184,7 @@ class Session:
         return pending
 
     def _handle(self, msg: Any) -> None:
-        handler: Callable[[Any], None] | None = self._handlers.get(type(msg))
+        handler: Callable[[Session, Any], None] | None = self._handlers.get(type(msg))
         if handler is None:
             log.debug("client %s: ignoring %s", self.peer, type(msg).__name__)
             return
@@ -332,7 +337,8 @@ class Session:
 
     def _desktop_size_rect(self, width: int, height: int) -> bytes:
         if self.supports(Encoding.EXTENDED_DESKTOP_SIZE):
-            # reason 0 (server-side change), status 0; one screen covering the framebuffer
-            screen = (1).to_bytes(1, "big") + b"\0\0\0" + m._SCREEN.pack(0, 0, 0, width, height, 0)
+            # reason 0 (server-side change), status 0; one screen covering the framebuffer.
+            # Screen id 1, not 0: libvncclient ignores screens whose id is 0.
+            screen = (1).to_bytes(1, "big") + b"\0\0\0" + m._SCREEN.pack(SCREEN_ID, 0, 0, width, height, 0)
             return m.rect_header(0, 0, width, height, Encoding.EXTENDED_DESKTOP_SIZE) + screen
         return m.rect_header(0, 0, width, height, Encoding.DESKTOP_SIZE)

@@ -117,7 +117,9 @@ class ServerConnection:
             self.state = State.CLOSED
             raise
 
-    def send_server_init(self, width: int, height: int, pixel_format: PixelFormat, name: bytes) -> list[Event]:
+    def send_server_init(
+        self, width: int, height: int, pixel_format: PixelFormat, name: bytes
+    ) -> list[Event]:
         """Answer ClientInit; returns any client messages that were already pipelined behind it."""
         if self.state is not State.SERVER_INIT:
             raise RuntimeError(f"ServerInit in state {self.state}")
@@ -160,7 +162,7 @@ class ServerConnection:
         offered = [t for t in self.security_types if t in security.IMPLEMENTED]
         if self.version == (3, 3):
             # 3.3: the server chooses; prefer authentication when it is configured.
-            chosen = next((t for t in offered if t is SecurityType.VNC_AUTH), None)
+            chosen: SecurityType | None = next((t for t in offered if t is SecurityType.VNC_AUTH), None)
             if chosen is None and SecurityType.NONE in offered:
                 chosen = SecurityType.NONE
             if chosen is None:

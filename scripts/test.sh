@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh Debian machine, then run it.
+#   scripts/test.sh                 lint, type-check, all tests (unit + real-client interop)
+#   scripts/test.sh tests/unit      any extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Real clients and tools the interop tests drive (Debian package names).
+APT_PACKAGES=(
+  xvfb x11-apps imagemagick          # virtual X screen, xwd screenshots, /usr/bin/convert
+  tigervnc-viewer tigervnc-tools     # xtigervncviewer, vncpasswd
+  gvncviewer                         # gvnccapture (gtk-vnc)
+  vncsnapshot                        # RFB 3.3 client
+  libvncserver-dev gcc               # libvncclient for the C test client
+)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "test.sh: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v uv >/dev/null 2>&1; then
+  python3 -m pip install --quiet uv
+fi
+
+uv sync --frozen --extra dev
+uv run ruff check .
+uv run ruff format --check .
+uv run mypy
+uv run pytest "$@"

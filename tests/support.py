@@ -1,0 +1,77 @@
+"""Shared test helpers: a Display running on a background event loop, ports, and waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import pdum.rfb as rfb
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    """An asyncio loop in a daemon thread, so tests can drive a Display while blocking on clients."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="test-display-loop", daemon=True)
+        self.thread.start()
+        self.displays: list[rfb.Display] = []
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        async def wrapper() -> T:
+            return fn(*args)
+
+        return self.run(wrapper())
+
+    def serve(self, width: int, height: int, **kwargs: Any) -> rfb.Display:
+        kwargs.setdefault("port", None)
+        display = self.run(rfb.serve(width, height, **kwargs))
+        self.displays.append(display)
+        return display
+
+    def publish(self, display: rfb.Display, frame: Any) -> None:
+        self.call(display.publish, frame)
+
+    def close_displays(self) -> None:
+        for display in self.displays:
+            self.run(display.aclose())
+        self.displays.clear()
+
+    def stop(self) -> None:
+        self.close_displays()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+def free_display_port() -> int:
+    """A free TCP port in 5900..5999, for clients that only take a display number."""
+    for port in range(5911, 6000):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 5911..5999")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 15.0, interval: float = 0.1) -> T:
+    """Poll ``predicate`` until it returns something truthy; raise AssertionError on timeout."""
+    deadline = time.monotonic() + timeout
+    last: T = predicate()
+    while not last:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value {last!r})")
+        time.sleep(interval)
+        last = predicate()
+    return last

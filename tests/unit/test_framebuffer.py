@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pdum.rfb.framebuffer import Framebuffer, changed_tiles, tiles_to_rects, validate_frame
+
+
+def test_identical_frame_has_no_damage() -> None:
+    fb = Framebuffer(100, 70)
+    frame = np.full((70, 100, 3), 9, dtype=np.uint8)
+    assert not fb.update(frame).empty
+    generation = fb.generation
+    damage = fb.update(frame.copy())
+    assert damage.empty and fb.generation == generation
+
+
+def test_damage_tiles_and_rects() -> None:
+    old = np.zeros((200, 300, 3), dtype=np.uint8)
+    new = old.copy()
+    new[70, 130] = 1  # tile (1, 2)
+    new[199, 299] = 1  # tile (3, 4), a partial edge tile
+    tiles = changed_tiles(old, new)
+    assert tiles.shape == (4, 5)
+    assert set(zip(*np.nonzero(tiles), strict=True)) == {(1, 2), (3, 4)}
+    assert tiles_to_rects(tiles, 300, 200) == [(128, 64, 64, 64), (256, 192, 44, 8)]
+
+
+def test_rects_merge_and_clip() -> None:
+    tiles = np.zeros((3, 3), dtype=bool)
+    tiles[0:2, 0:2] = True
+    assert tiles_to_rects(tiles, 150, 150) == [(0, 0, 128, 128)]
+    assert tiles_to_rects(tiles, 150, 150, clip=(10, 20, 30, 40)) == [(10, 20, 30, 40)]
+    assert tiles_to_rects(tiles, 150, 150, clip=(140, 140, 10, 10)) == []
+
+
+def test_resize_is_full_damage_and_copies() -> None:
+    fb = Framebuffer(10, 10)
+    frame = np.ones((20, 30, 4), dtype=np.uint8)
+    damage = fb.update(frame)
+    assert damage.resized and damage.tiles.all()
+    frame[:] = 5
+    assert fb.pixels.max() == 1  # our own copy, alpha dropped
+    assert fb.pixels.shape == (20, 30, 3)
+
+
+@pytest.mark.parametrize(
+    "frame, error",
+    [
+        ([[1, 2, 3]], TypeError),
+        (np.zeros((4, 4, 3), dtype=np.float32), TypeError),
+        (np.zeros((4, 4), dtype=np.uint8), ValueError),
+        (np.zeros((4, 4, 2), dtype=np.uint8), ValueError),
+        (np.zeros((0, 4, 3), dtype=np.uint8), ValueError),
+    ],
+)
+def test_validate_frame(frame: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        validate_frame(frame)
