@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .encodings import ENCODERS, EncodeContext
+from .encodings.base import split_rect
 from .events import InputTranslator
 from .framebuffer import TILE, Damage, tile_grid_shape, tiles_to_rects
 from .protocol import messages as m
@@ -325,13 +326,14 @@ class Session:
         self.damage[ty0:full_y1, tx0:full_x1] = False
         encoder = self._choose_encoder()
         started = time.perf_counter()
-        for x, y, w, h in rects:
+        pieces = [p for r in rects for p in split_rect(*r, encoder.max_width, encoder.max_area)]
+        for x, y, w, h in pieces:
             payload = encoder.encode(fb.pixels[y : y + h, x : x + w], self.pixel_format, self.encode_context)
             parts.append(m.rect_header(x, y, w, h, encoder.encoding))
             parts.append(payload)
             count += 1
         self.stats.encode_seconds += time.perf_counter() - started
-        self.stats.rects_sent += len(rects)
+        self.stats.rects_sent += len(pieces)
         self.stats.last_generation_sent = fb.generation
         return m.framebuffer_update_header(count) + b"".join(parts)
 

@@ -57,3 +57,14 @@ def test_resize_is_full_damage_and_copies() -> None:
 def test_validate_frame(frame: object, error: type[Exception]) -> None:
     with pytest.raises(error):
         validate_frame(frame)
+
+
+def test_split_rect_limits() -> None:
+    from pdum.rfb.encodings.base import split_rect
+
+    assert split_rect(0, 0, 100, 10, None, None) == [(0, 0, 100, 10)]
+    pieces = split_rect(10, 20, 5000, 30, 2048, 65536)
+    assert all(w <= 2048 and w * h <= 65536 for _, _, w, h in pieces)
+    assert sum(w * h for _, _, w, h in pieces) == 5000 * 30
+    pieces = split_rect(0, 0, 300, 300, 2048, 65536)
+    assert sum(w * h for _, _, w, h in pieces) == 300 * 300 and all(w * h <= 65536 for *_, w, h in pieces)

@@ -1,9 +1,13 @@
 """The one interface every encoder implements, and the per-client state encoders may keep.
 
 An encoder turns the RGB pixels of one rectangle into the payload that follows the rectangle
-header on the wire, in the client's pixel format. Stateless encodings (Raw) ignore the context;
-stream-based ones (Zlib, ZRLE, Tight) keep their compressors in it, because RFB requires one
-long-lived zlib stream per client and encoding.
+header on the wire, in the client's pixel format. Stateless encodings (Raw, Hextile) ignore the
+context; stream-based ones (Zlib, ZRLE, Tight) keep their compressors in ``ctx.streams``, because
+RFB requires long-lived zlib streams per client and encoding.
+
+The session splits damaged rectangles so that none is wider than ``max_width`` or larger than
+``max_area`` pixels before calling :meth:`Encoder.encode` (Tight, for instance, cannot describe a
+rectangle wider than 2048 pixels).
 """
 
 from __future__ import annotations
@@ -20,7 +24,11 @@ DEFAULT_COMPRESS_LEVEL = 6
 
 @dataclass
 class EncodeContext:
-    """Per-client encoder state: levels from SetEncodings, and encoder-owned streams."""
+    """Per-client encoder state: levels from SetEncodings, and encoder-owned streams.
+
+    ``quality_level`` is ``None`` until the client sends a quality pseudo-encoding (-32..-23);
+    lossy encoders (Tight JPEG) must stay lossless while it is ``None``.
+    """
 
     compress_level: int = DEFAULT_COMPRESS_LEVEL
     quality_level: int | None = None
@@ -31,5 +39,23 @@ class Encoder(Protocol):
     """Encodes one rectangle; ``rgb`` is an ``HxWx3`` uint8 view of the framebuffer."""
 
     encoding: ClassVar[int]
+    #: Largest width / area (pixels) one rectangle of this encoding may have; None = unlimited.
+    max_width: ClassVar[int | None]
+    max_area: ClassVar[int | None]
 
     def encode(self, rgb: np.ndarray, pixel_format: PixelFormat, ctx: EncodeContext) -> bytes: ...
+
+
+def split_rect(
+    x: int, y: int, w: int, h: int, max_width: int | None, max_area: int | None
+) -> list[tuple[int, int, int, int]]:
+    """Cut a rectangle into pieces no wider than ``max_width`` and no larger than ``max_area``."""
+    step_w = min(w, max_width) if max_width else w
+    step_h = h
+    if max_area:
+        step_h = max(1, min(h, max_area // step_w))
+    return [
+        (x + dx, y + dy, min(step_w, w - dx), min(step_h, h - dy))
+        for dy in range(0, h, step_h)
+        for dx in range(0, w, step_w)
+    ]

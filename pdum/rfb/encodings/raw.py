@@ -12,6 +12,8 @@ from .base import EncodeContext
 
 
 class RawEncoder:
+    max_width: ClassVar[int | None] = None
+    max_area: ClassVar[int | None] = None
     encoding: ClassVar[int] = Encoding.RAW
 
     def encode(self, rgb: np.ndarray, pixel_format: PixelFormat, ctx: EncodeContext) -> bytes:

@@ -21,6 +21,8 @@ _STREAM = "zlib"
 
 
 class ZlibEncoder:
+    max_width: ClassVar[int | None] = None
+    max_area: ClassVar[int | None] = None
     encoding: ClassVar[int] = Encoding.ZLIB
 
     def encode(self, rgb: np.ndarray, pixel_format: PixelFormat, ctx: EncodeContext) -> bytes:
