@@ -12,6 +12,8 @@ APT_PACKAGES=(
   gvncviewer                         # gvnccapture (gtk-vnc)
   vncsnapshot                        # RFB 3.3 client
   libvncserver-dev gcc               # libvncclient for the C test client
+  chromium fonts-dejavu-core         # headless browser for the noVNC / widget tests
+  nodejs npm                         # esbuild and noVNC's npm package for the widget bundle
 )
 
 missing=()
@@ -30,7 +32,8 @@ if ! command -v uv >/dev/null 2>&1; then
   python3 -m pip install --quiet uv
 fi
 
-uv sync --frozen --extra dev
+(cd viewer && npm ci --no-audit --no-fund --loglevel=error)
+uv sync --frozen --all-extras
 uv run ruff check .
 uv run ruff format --check .
 uv run mypy

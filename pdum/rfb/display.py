@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import threading
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import numpy as np
 
+from . import web
+from .cursor import CursorShape
 from .events import EventQueue, InputEvent
 from .framebuffer import Framebuffer, validate_frame
-from .protocol import messages as m
 from .protocol.messages import DEFAULT_LIMITS, Limits
 from .protocol.security import SECURITY_NAMES, SecurityType
 from .server import Server, ServerConfig
+from .stats import StatsCollector
+from .transports.websocket import WebSocketBridge
 
 log = logging.getLogger(__name__)
+
+_IDENTITY_KEYS = ("client_id", "peer", "transport")
 
 
 def _is_loopback(host: str) -> bool:
@@ -74,6 +81,7 @@ class Display:
         event_queue_size: int = 4096,
         allow_insecure: bool = False,
         limits: Limits = DEFAULT_LIMITS,
+        resize_policy: str = "reject",
     ) -> None:
         self._framebuffer = Framebuffer(width, height)
         self.host = host
@@ -91,9 +99,15 @@ class Display:
         self._server = Server(
             self._framebuffer,
             self._events,
-            ServerConfig(name=name, security_types=types, password=password, limits=limits),
+            ServerConfig(
+                name=name, security_types=types, password=password, limits=limits, resize_policy=resize_policy
+            ),
         )
         self._clipboard = ""
+        self._bridge: WebSocketBridge | None = None
+        self._stats = StatsCollector(self._server, stats_interval) if stats_interval else None
+        self._stats_task: asyncio.Task[None] | None = None
+        self._widgets: weakref.WeakSet[Any] = weakref.WeakSet()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self.vnc_port: int | None = None
@@ -103,10 +117,22 @@ class Display:
     async def start(self) -> Display:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        if self.requested_vnc_port is not None:
-            self.vnc_port = await self._server.listen_tcp(self.host, self.requested_vnc_port)
-        log.info("serving %dx%d on %s", self.width, self.height, self.vnc_url)
+        try:
+            if self.requested_vnc_port is not None:
+                self.vnc_port = await self._server.listen_tcp(self.host, self.requested_vnc_port)
+            if self.requested_port is not None:
+                self._bridge = WebSocketBridge(self._server.serve_stream, self._http)
+                self.port = await self._bridge.listen(self.host, self.requested_port)
+        except BaseException:
+            await self.aclose()
+            raise
+        if self._stats is not None:
+            self._stats_task = self._loop.create_task(self._stats.run(), name="pdum-rfb-stats")
+        log.info("serving %dx%d: vnc %s, websocket %s", self.width, self.height, self.vnc_url, self.ws_url)
         return self
+
+    async def _http(self, path: str, headers: Any) -> tuple[int, str, bytes] | None:
+        return web.route(path, self.name, self.metrics())
 
     # -- frames -------------------------------------------------------------------------------------
     def publish(self, frame: np.ndarray) -> None:
@@ -162,11 +188,22 @@ class Display:
 
     @property
     def ws_url(self) -> str | None:
-        """WebSocket URL of the in-process bridge (``None`` until the bridge is enabled)."""
+        """WebSocket URL a browser on this host uses (``None`` when ``port=None``)."""
         if self.port is None:
             return None
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}/websockify"
+        return f"ws://{self._browser_host}:{self.port}/websockify"
+
+    @property
+    def http_url(self) -> str | None:
+        """The full-page viewer served on the WebSocket port."""
+        if self.port is None:
+            return None
+        return f"http://{self._browser_host}:{self.port}/"
+
+    @property
+    def _browser_host(self) -> str:
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        return f"[{host}]" if ":" in host else host
 
     @property
     def client_count(self) -> int:
@@ -178,8 +215,14 @@ class Display:
 
     @property
     def stats(self) -> dict[str, Any]:
-        """Server-side counters, overall and per client."""
-        clients = {}
+        """Server-truth statistics, overall and per client.
+
+        Always: lifetime counters per client. With ``stats_interval``: also per-second rates over
+        the last interval (``fps``, ``bitrate`` in bit/s, ``skipped_per_s``, ``encode_ms`` per
+        update) and ``rtt_ms`` from Fence round trips (clients that support Fence).
+        """
+        rates = self._stats.latest if self._stats is not None else {}
+        clients: dict[int, dict[str, Any]] = {}
         for cid, session in self._server.sessions.items():
             s = session.stats
             clients[cid] = {
@@ -190,7 +233,9 @@ class Display:
                 "bytes_sent": s.bytes_sent,
                 "bytes_received": s.bytes_received,
                 "frames_skipped": s.frames_skipped,
-                "encode_ms": s.encode_seconds * 1000.0,
+                "encode_ms_total": s.encode_seconds * 1000.0,
+                "rtt_ms": s.rtt_ms,
+                **{k: v for k, v in rates.get(cid, {}).items() if k not in _IDENTITY_KEYS},
             }
         c = self._server.counters
         return {
@@ -222,21 +267,88 @@ class Display:
 
     @clipboard.setter
     def clipboard(self, text: str) -> None:
-        self._clipboard = str(text)
-        data = self._clipboard.replace("\r\n", "\n").encode("latin-1", errors="replace")
-        message = m.server_cut_text(data)
+        self._clipboard = str(text).replace("\r\n", "\n")
+        self._on_loop(self._server.set_clipboard, self._clipboard)
+
+    @property
+    def name(self) -> str:
+        """The desktop name; setting it updates clients that support DesktopName."""
+        return self._server.name_bytes.decode("utf-8")
+
+    @name.setter
+    def name(self, name: str) -> None:
+        self._on_loop(self._server.set_name, str(name))
+
+    def set_cursor(self, rgba: np.ndarray, hotspot: tuple[int, int] = (0, 0)) -> None:
+        """Cursor shape drawn by clients that support the Cursor pseudo-encoding.
+
+        ``rgba`` is an ``HxWx4`` uint8 array (alpha >= 128 is visible); ``hotspot`` is ``(x, y)``.
+        """
+        shape = CursorShape.from_user(rgba, hotspot)
+        self._on_loop(self._server.set_cursor, shape)
+
+    def _on_loop(self, fn: Any, *args: Any) -> None:
         if self._loop is None or threading.get_ident() == self._loop_thread:
-            self._server.broadcast_message(message)
+            fn(*args)
         else:
-            self._loop.call_soon_threadsafe(self._server.broadcast_message, message)
+            self._loop.call_soon_threadsafe(fn, *args)
 
     # -- lifecycle ----------------------------------------------------------------------------------
+    def metrics(self) -> dict[str, Any]:
+        """What ``/metrics`` serves: :attr:`stats` plus where to connect."""
+        return {**self.stats, "vnc_url": self.vnc_url, "ws_url": self.ws_url, "name": self.name}
+
+    # -- notebook -----------------------------------------------------------------------------------
+    def widget(
+        self,
+        *,
+        fit: bool = True,
+        height: int = 480,
+        show_toolbar: bool = True,
+        show_stats: bool = True,
+        base_path: str | None = None,
+        password: str | None = None,
+    ) -> Any:
+        """A live Jupyter view of this display (needs the ``anywidget`` extra).
+
+        With ``base_path`` the viewer connects same-origin through that prefix (an ASGI mount or
+        jupyter-server-proxy) instead of to :attr:`ws_url`.
+        """
+        from .widget import RfbViewer
+
+        if base_path is None and self.ws_url is None:
+            raise RuntimeError("this Display has no WebSocket port (serve(..., port=None)); pass base_path=")
+        view = RfbViewer(
+            url="" if base_path is not None else (self.ws_url or ""),
+            base_path=base_path,
+            fit=fit,
+            height=height,
+            show_toolbar=show_toolbar,
+            show_stats=show_stats,
+            password=password or "",
+        )
+        self._widgets.add(view)
+        if self._stats is not None and self._push_stats not in self._stats.listeners:
+            self._stats.listeners.append(self._push_stats)
+        return view
+
+    def _push_stats(self, snapshot: dict[int, dict[str, Any]]) -> None:
+        for view in list(self._widgets):
+            mine = [c for c in snapshot.values() if c.get("tag") == view.widget_id]
+            view.stats = mine[0] if mine else {}
+
     async def aclose(self) -> None:
         """Disconnect every client, stop listening and release every task and socket."""
         if self._closed:
             return
         self._closed = True
         self._events.close()
+        if self._stats_task is not None:
+            self._stats_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stats_task
+        if self._bridge is not None:
+            await self._bridge.aclose()
         await self._server.aclose()
 
     async def __aenter__(self) -> Display:
@@ -264,6 +376,7 @@ async def serve(
     event_queue_size: int = 4096,
     allow_insecure: bool = False,
     limits: Limits = DEFAULT_LIMITS,
+    resize_policy: str = "reject",
 ) -> Display:
     """Create a :class:`Display` of ``width`` x ``height`` and start serving it.
 
@@ -286,5 +399,6 @@ async def serve(
         event_queue_size=event_queue_size,
         allow_insecure=allow_insecure,
         limits=limits,
+        resize_policy=resize_policy,
     )
     return await display.start()

@@ -14,6 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from .cursor import CursorShape, default_cursor
 from .events import EventQueue, InputEvent
 from .framebuffer import Damage, Framebuffer
 from .protocol.messages import DEFAULT_LIMITS, Limits
@@ -33,6 +36,13 @@ class ServerConfig:
     limits: Limits = DEFAULT_LIMITS
     handshake_timeout: float = 30.0
     max_clients: int = 64
+    #: What a client's SetDesktopSize does: "reject" (answer "prohibited") or "accept" (resize the
+    #: framebuffer, keeping its top-left content). Either way a ``resize`` event reaches the user.
+    resize_policy: str = "reject"
+
+    def __post_init__(self) -> None:
+        if self.resize_policy not in ("reject", "accept"):
+            raise ValueError(f"resize_policy must be 'reject' or 'accept', not {self.resize_policy!r}")
 
 
 @dataclass
@@ -59,6 +69,8 @@ class Server:
         self._listeners: list[asyncio.Server] = []
         self._closed = False
         self.on_client_change: Callable[[], None] | None = None
+        self.clipboard = ""
+        self.cursor = CursorShape(*default_cursor())
 
     # -- listeners ----------------------------------------------------------------------------------
     async def listen_tcp(self, host: str, port: int) -> int:
@@ -121,6 +133,33 @@ class Server:
     def broadcast_message(self, data: bytes) -> None:
         for session in self.sessions.values():
             session.send_message(data)
+
+    def set_clipboard(self, text: str) -> None:
+        self.clipboard = text
+        for session in self.sessions.values():
+            session.send_clipboard(text)
+
+    def set_name(self, name: str) -> None:
+        self.name_bytes = name.encode("utf-8")
+        for session in self.sessions.values():
+            session.name_changed()
+
+    def set_cursor(self, cursor: CursorShape) -> None:
+        self.cursor = cursor
+        for session in self.sessions.values():
+            session.cursor_changed()
+
+    def resize(self, width: int, height: int) -> None:
+        """Resize the framebuffer (a client's accepted SetDesktopSize); content stays top-left."""
+        old = self.framebuffer.pixels
+        frame = np.zeros((height, width, 3), dtype=np.uint8)
+        h, w = min(height, old.shape[0]), min(width, old.shape[1])
+        frame[:h, :w] = old[:h, :w]
+        self.broadcast_damage(self.framebuffer.update(frame))
+
+    def ping_all(self) -> None:
+        for session in self.sessions.values():
+            session.ping()
 
     def emit(self, session: Session, event: dict[str, Any]) -> None:
         self.events.put(InputEvent(session.client_id, session.principal, event))

@@ -4,8 +4,9 @@ The session is a thin asyncio shell around the sans-I/O :class:`ServerConnection
 feeds it bytes and reacts to the messages it yields, and one writer task owns every write so
 updates and other server messages never interleave. The update scheduler follows "latest frame
 wins": publishing only ORs damaged tiles into :attr:`Session.damage`; an update is built from the
-*current* framebuffer when the client has a request outstanding and its socket has drained, so a
-slow client skips frames instead of queueing them.
+*current* framebuffer when the client wants one (an outstanding FramebufferUpdateRequest, or
+continuous updates) and its socket has drained, so a slow client skips frames instead of
+queueing them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +25,8 @@ import numpy as np
 from .encodings import ENCODERS, EncodeContext
 from .encodings.base import split_rect
 from .events import InputTranslator
-from .framebuffer import TILE, Damage, tile_grid_shape, tiles_to_rects
+from .framebuffer import MAX_DIMENSION, TILE, Damage, tile_grid_shape, tiles_to_rects
+from .protocol import clipboard as xclip
 from .protocol import messages as m
 from .protocol.connection import AuthenticationFailed, ClientInit, ServerConnection
 from .protocol.errors import ProtocolError
@@ -37,7 +40,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: The id of our single screen in ExtendedDesktopSize rectangles.
+#: Not 0: libvncclient ignores screens whose id is 0.
 SCREEN_ID = 1
+
+FENCE_REQUEST = 1 << 31
+FENCE_BLOCK_BEFORE = 1 << 0
+FENCE_BLOCK_AFTER = 1 << 1
+FENCE_SYNC_NEXT = 1 << 2
+#: Fence flags we honour: every message is handled in order, so the block flags hold trivially.
+FENCE_SUPPORTED = FENCE_BLOCK_BEFORE | FENCE_BLOCK_AFTER | FENCE_SYNC_NEXT
+
+# ExtendedDesktopSize reasons and status codes (rfbproto)
+EDS_REASON_SERVER = 0
+EDS_REASON_CLIENT = 1
+EDS_STATUS_OK = 0
+EDS_STATUS_PROHIBITED = 1
+EDS_STATUS_INVALID = 3
 
 
 @dataclass
@@ -52,6 +70,7 @@ class SessionStats:
     frames_skipped: int = 0
     encode_seconds: float = 0.0
     last_generation_sent: int = -1
+    rtt_ms: float | None = None
 
 
 class Session:
@@ -62,6 +81,8 @@ class Session:
         self.stream = stream
         self.client_id = client_id
         self.principal: Any = None
+        #: Transport-supplied label, e.g. the id of the notebook widget behind a WebSocket.
+        self.tag: str | None = getattr(stream, "tag", None)
         self.connection = ServerConnection(
             security_types=server.config.security_types,
             password=server.config.password,
@@ -80,10 +101,15 @@ class Session:
         self.damage = np.zeros(tile_grid_shape(fb.width, fb.height), dtype=bool)
         self.resize_pending = False
         self.request: m.FramebufferUpdateRequest | None = None
+        self.continuous: tuple[int, int, int, int] | None = None
+        self._pseudo: list[bytes] = []  # pseudo-rectangles for the next update
+        self._cursor_pending = False
         self._outbox: list[bytes] = []
         self._wake = asyncio.Event()
         self._closing = False
         self._writer_task: asyncio.Task[None] | None = None
+        self._ping_sent: dict[bytes, int] = {}
+        self.clipboard_caps: xclip.ClipboardMessage | None = None
 
     # -- properties ---------------------------------------------------------------------------------
     @property
@@ -169,7 +195,7 @@ class Session:
             self.server.disconnect_others(self)
         fb = self.server.framebuffer
         self.client_size = (fb.width, fb.height)
-        self.damage = fb.full_damage() * False
+        self.damage = np.zeros(tile_grid_shape(fb.width, fb.height), dtype=bool)
         pending = self.connection.send_server_init(
             fb.width, fb.height, SERVER_DEFAULT, self.server.name_bytes
         )
@@ -186,7 +212,7 @@ class Session:
 
     def _handle(self, msg: Any) -> None:
         handler: Callable[[Session, Any], None] | None = self._handlers.get(type(msg))
-        if handler is None:
+        if handler is None:  # pragma: no cover - every parsed message type has a handler
             log.debug("client %s: ignoring %s", self.peer, type(msg).__name__)
             return
         handler(self, msg)
@@ -194,23 +220,93 @@ class Session:
     def _on_set_pixel_format(self, msg: m.SetPixelFormat) -> None:
         msg.pixel_format.validate()
         self.pixel_format = msg.pixel_format
-        self.encode_context = EncodeContext(
-            compress_level=self.encode_context.compress_level,
-            quality_level=self.encode_context.quality_level,
-        )
+        # Encoder streams stay (the client keeps its inflaters), but palettes etc. are per format.
+        if self.supports(Encoding.CURSOR):
+            self._cursor_pending = True
 
     def _on_set_encodings(self, msg: m.SetEncodings) -> None:
+        before = set(self.encodings)
         self.encodings = msg.encodings
+        added = set(msg.encodings) - before
         for enc in msg.encodings:
             if m.COMPRESS_LEVEL_0 <= enc <= m.COMPRESS_LEVEL_9:
                 self.encode_context.compress_level = enc - m.COMPRESS_LEVEL_0
-            elif m.QUALITY_LEVEL_0 <= enc <= m.QUALITY_LEVEL_9:
-                self.encode_context.quality_level = enc - m.QUALITY_LEVEL_0
+                break
+        quality = [enc for enc in msg.encodings if m.QUALITY_LEVEL_0 <= enc <= m.QUALITY_LEVEL_9]
+        self.encode_context.quality_level = quality[0] - m.QUALITY_LEVEL_0 if quality else None
+        if Encoding.EXTENDED_DESKTOP_SIZE in added:
+            # Tells the client our screen layout; TigerVNC only offers SetDesktopSize after it.
+            fb = self.server.framebuffer
+            self._pseudo.append(
+                self._extended_desktop_size(EDS_REASON_SERVER, EDS_STATUS_OK, fb.width, fb.height)
+            )
+        if Encoding.QEMU_EXTENDED_KEY in added:
+            self._pseudo.append(m.rect_header(0, 0, 0, 0, Encoding.QEMU_EXTENDED_KEY))
+        if Encoding.EXTENDED_MOUSE_BUTTONS in added:
+            self._pseudo.append(m.rect_header(0, 0, 0, 0, Encoding.EXTENDED_MOUSE_BUTTONS))
+            self.connection.extended_mouse = True
+        if Encoding.CURSOR in added:
+            self._cursor_pending = True
+        if Encoding.DESKTOP_NAME in added:
+            self._pseudo.append(self._desktop_name_rect())
+        if Encoding.CONTINUOUS_UPDATES in added:
+            # An unsolicited EndOfContinuousUpdates is how a server says it supports them.
+            self.send_message(m.end_of_continuous_updates())
+        if Encoding.FENCE in added:
+            self.ping()
+        if Encoding.EXTENDED_CLIPBOARD in added:
+            self.send_message(m.server_cut_text_extended(xclip.caps(self.server.config.limits.max_cut_text)))
+        self._wake.set()
 
     def _on_update_request(self, msg: m.FramebufferUpdateRequest) -> None:
         if not msg.incremental:
             self._mark_region(msg.x, msg.y, msg.width, msg.height)
         self.request = msg
+        self._wake.set()
+
+    def _on_enable_continuous(self, msg: m.EnableContinuousUpdates) -> None:
+        if msg.enable:
+            self.continuous = (msg.x, msg.y, msg.width, msg.height)
+            self._wake.set()
+        else:
+            self.continuous = None
+            self.send_message(m.end_of_continuous_updates())
+
+    def _on_fence(self, msg: m.Fence) -> None:
+        if msg.flags & FENCE_REQUEST:
+            # Answer in order with the flags we honour and the same payload.
+            self.send_message(m.server_fence(msg.flags & FENCE_SUPPORTED, msg.payload))
+            return
+        sent = self._ping_sent.pop(msg.payload, None)
+        if sent is not None:
+            self.stats.rtt_ms = (time.monotonic_ns() - sent) / 1e6
+
+    def ping(self) -> None:
+        """Send a Fence request to measure the round-trip time (clients that support Fence)."""
+        if not self.supports(Encoding.FENCE) or not self.ready or len(self._ping_sent) >= 4:
+            return
+        now = time.monotonic_ns()
+        payload = struct.pack(">Q", now)
+        self._ping_sent[payload] = now
+        self.send_message(m.server_fence(FENCE_REQUEST, payload))
+
+    def _on_set_desktop_size(self, msg: m.SetDesktopSize) -> None:
+        policy = self.server.config.resize_policy
+        valid = 1 <= msg.width <= MAX_DIMENSION and 1 <= msg.height <= MAX_DIMENSION
+        accepted = valid and policy == "accept"
+        self.server.emit(
+            self, {"type": "resize", "width": msg.width, "height": msg.height, "accepted": accepted}
+        )
+        if not valid:
+            status = EDS_STATUS_INVALID
+        elif not accepted:
+            status = EDS_STATUS_PROHIBITED
+        else:
+            status = EDS_STATUS_OK
+        fb = self.server.framebuffer
+        if accepted:
+            self.server.resize(msg.width, msg.height)
+        self._pseudo.append(self._extended_desktop_size(EDS_REASON_CLIENT, status, fb.width, fb.height))
         self._wake.set()
 
     def _on_key(self, msg: m.KeyEvent) -> None:
@@ -224,11 +320,22 @@ class Session:
             self.server.emit(self, event)
 
     def _on_cut_text(self, msg: m.ClientCutText) -> None:
-        if msg.extended:
-            log.debug("client %s: extended clipboard message ignored", self.peer)
+        if not msg.extended:
+            text = msg.data.decode("latin-1").replace("\r\n", "\n")
+            self.server.emit(self, {"type": "clipboard", "text": text})
             return
-        text = msg.data.decode("latin-1").replace("\r\n", "\n")
-        self.server.emit(self, {"type": "clipboard", "text": text})
+        limit = self.server.config.limits.max_cut_text
+        message = xclip.parse(msg.data, limit)
+        if message.action == xclip.ACTION_CAPS:
+            self.clipboard_caps = message
+        elif message.action == xclip.ACTION_NOTIFY and message.formats & xclip.FORMAT_TEXT:
+            self.send_message(m.server_cut_text_extended(xclip.request()))
+        elif message.action == xclip.ACTION_PROVIDE and message.text is not None:
+            self.server.emit(self, {"type": "clipboard", "text": message.text})
+        elif message.action == xclip.ACTION_REQUEST and message.formats & xclip.FORMAT_TEXT:
+            self.send_message(m.server_cut_text_extended(xclip.provide(self.server.clipboard)))
+        elif message.action == xclip.ACTION_PEEK:
+            self.send_message(m.server_cut_text_extended(xclip.notify(bool(self.server.clipboard))))
 
     _handlers: dict[type, Callable[[Session, Any], None]] = {
         m.SetPixelFormat: _on_set_pixel_format,
@@ -238,6 +345,9 @@ class Session:
         m.QemuExtendedKeyEvent: _on_qemu_key,
         m.PointerEvent: _on_pointer,
         m.ClientCutText: _on_cut_text,
+        m.EnableContinuousUpdates: _on_enable_continuous,
+        m.Fence: _on_fence,
+        m.SetDesktopSize: _on_set_desktop_size,
     }
 
     # -- fan-out from the server --------------------------------------------------------------------
@@ -247,15 +357,32 @@ class Session:
             self.damage = damage.tiles.copy()
             self.resize_pending = True
         elif damage.tiles.shape == self.damage.shape:
-            if self.request is None and self.damage.any():
+            if self.request is None and self.continuous is None and self.damage.any():
                 self.stats.frames_skipped += 1
             self.damage |= damage.tiles
         self._wake.set()
 
     def send_message(self, data: bytes) -> None:
-        """Queue a non-update server message (cut text, bell, ...) for the writer task."""
+        """Queue a non-update server message (cut text, fence, ...) for the writer task."""
         self._outbox.append(data)
         self._wake.set()
+
+    def send_clipboard(self, text: str) -> None:
+        """Offer the server clipboard: extended clients get Notify (and ask), others Latin-1 text."""
+        if self.supports(Encoding.EXTENDED_CLIPBOARD) and self.clipboard_caps is not None:
+            self.send_message(m.server_cut_text_extended(xclip.notify(bool(text))))
+        else:
+            self.send_message(m.server_cut_text(text.encode("latin-1", errors="replace")))
+
+    def name_changed(self) -> None:
+        if self.supports(Encoding.DESKTOP_NAME):
+            self._pseudo.append(self._desktop_name_rect())
+            self._wake.set()
+
+    def cursor_changed(self) -> None:
+        if self.supports(Encoding.CURSOR):
+            self._cursor_pending = True
+            self._wake.set()
 
     def _mark_region(self, x: int, y: int, w: int, h: int) -> None:
         th, tw = self.damage.shape
@@ -275,7 +402,7 @@ class Session:
                     self._outbox.clear()
                     await self.stream.write(data)
                     self.stats.bytes_sent += len(data)
-                if self.request is not None:
+                if self.request is not None or self.continuous is not None:
                     update = self._build_update()
                     if update is not None:
                         self.request = None
@@ -299,13 +426,16 @@ class Session:
         return ENCODERS[Encoding.RAW]
 
     def _build_update(self) -> bytes | None:
-        """Encode the outstanding request against the current frame, or ``None`` if nothing to send."""
+        """Encode what the client wants against the current frame, or ``None`` if nothing to send."""
         fb = self.server.framebuffer
-        request = self.request
-        assert request is not None
+        if self.request is not None:
+            r = self.request
+            clip = (r.x, r.y, r.width, r.height)
+        else:
+            assert self.continuous is not None
+            clip = self.continuous
         parts: list[bytes] = []
         count = 0
-        clip = (request.x, request.y, request.width, request.height)
         if self.resize_pending:
             self.resize_pending = False
             if self.supports(Encoding.EXTENDED_DESKTOP_SIZE) or self.supports(Encoding.DESKTOP_SIZE):
@@ -313,6 +443,14 @@ class Session:
                 count += 1
                 self.client_size = (fb.width, fb.height)
                 clip = (0, 0, fb.width, fb.height)
+        if self._pseudo:
+            parts.extend(self._pseudo)
+            count += len(self._pseudo)
+            self._pseudo.clear()
+        if self._cursor_pending:
+            self._cursor_pending = False
+            parts.append(self.server.cursor.rect(self.pixel_format))
+            count += 1
         cw, ch = self.client_size
         cx0, cy0 = max(0, clip[0]), max(0, clip[1])
         cx1, cy1 = min(cw, fb.width, clip[0] + clip[2]), min(ch, fb.height, clip[1] + clip[3])
@@ -334,13 +472,19 @@ class Session:
             count += 1
         self.stats.encode_seconds += time.perf_counter() - started
         self.stats.rects_sent += len(pieces)
-        self.stats.last_generation_sent = fb.generation
+        if pieces:
+            self.stats.last_generation_sent = fb.generation
         return m.framebuffer_update_header(count) + b"".join(parts)
+
+    def _extended_desktop_size(self, reason: int, status: int, width: int, height: int) -> bytes:
+        screen = struct.pack(">B3x", 1) + m._SCREEN.pack(SCREEN_ID, 0, 0, width, height, 0)
+        return m.rect_header(reason, status, width, height, Encoding.EXTENDED_DESKTOP_SIZE) + screen
 
     def _desktop_size_rect(self, width: int, height: int) -> bytes:
         if self.supports(Encoding.EXTENDED_DESKTOP_SIZE):
-            # reason 0 (server-side change), status 0; one screen covering the framebuffer.
-            # Screen id 1, not 0: libvncclient ignores screens whose id is 0.
-            screen = (1).to_bytes(1, "big") + b"\0\0\0" + m._SCREEN.pack(SCREEN_ID, 0, 0, width, height, 0)
-            return m.rect_header(0, 0, width, height, Encoding.EXTENDED_DESKTOP_SIZE) + screen
+            return self._extended_desktop_size(EDS_REASON_SERVER, EDS_STATUS_OK, width, height)
         return m.rect_header(0, 0, width, height, Encoding.DESKTOP_SIZE)
+
+    def _desktop_name_rect(self) -> bytes:
+        name = self.server.name_bytes
+        return m.rect_header(0, 0, 0, 0, Encoding.DESKTOP_NAME) + struct.pack(">I", len(name)) + name

@@ -86,6 +86,8 @@ class ServerConnection:
         self._inbuf = bytearray()
         self._outbuf = bytearray(SERVER_VERSION)
         self._challenge = b""
+        #: Set once the server has acknowledged ExtendedMouseButtons (changes PointerEvent framing).
+        self.extended_mouse = False
 
     # -- I/O-free interface -------------------------------------------------------------------------
     def data_to_send(self) -> bytes:
@@ -142,7 +144,7 @@ class ServerConnection:
                 self.state = State.SERVER_INIT
                 events.append(ClientInit(shared))
         elif self.state is State.NORMAL:
-            parsed = parse_client_message(self._inbuf, self.limits)
+            parsed = parse_client_message(self._inbuf, self.limits, extended_mouse=self.extended_mouse)
             if parsed is not None:
                 message, size = parsed
                 del self._inbuf[:size]

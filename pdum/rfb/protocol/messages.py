@@ -184,12 +184,14 @@ _QEMU_KEY = struct.Struct(">HII")
 
 
 def parse_client_message(
-    buf: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS
+    buf: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS, *, extended_mouse: bool = False
 ) -> tuple[ClientMessage, int] | None:
     """Parse one client message from the start of ``buf``.
 
     Returns ``(message, bytes_consumed)``, or ``None`` if more bytes are needed.
     Raises :class:`ProtocolError` for anything that cannot become a valid message.
+    ``extended_mouse`` is true once the server has acknowledged ExtendedMouseButtons: then a
+    PointerEvent whose mask has bit 7 set carries one more byte with buttons 8..15.
     """
     n = len(buf)
     if n < 1:
@@ -224,7 +226,12 @@ def parse_client_message(
         if n < 6:
             return None
         x, y = struct.unpack_from(">HH", buf, 2)
-        return PointerEvent(buf[1], x, y), 6
+        mask = buf[1]
+        if extended_mouse and mask & 0x80:
+            if n < 7:
+                return None
+            return PointerEvent((mask & 0x7F) | (buf[6] << 7), x, y), 7
+        return PointerEvent(mask, x, y), 6
     if kind == ClientMessageType.CLIENT_CUT_TEXT:
         if n < 8:
             return None

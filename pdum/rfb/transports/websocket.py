@@ -1,0 +1,145 @@
+"""The in-process WebSocket bridge: websockify's convention without a second process.
+
+Each WebSocket connection carries the raw RFB byte stream in binary frames (subprotocol
+``binary`` accepted when offered), exactly what noVNC and any websockify client expect, and
+becomes one RFB session of the same Display. websockify itself forks and installs signal
+handlers, so it cannot run inside a Jupyter kernel; the ``websockets`` library runs on the
+kernel's own event loop instead.
+
+The same port answers plain HTTP (see :mod:`pdum.rfb.web`): the full-page viewer, ``/health``
+and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from http import HTTPStatus
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server as WsServer
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+log = logging.getLogger(__name__)
+
+#: Largest WebSocket message a client may send; RFB client messages are small.
+DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024
+
+
+class WebSocketStream:
+    """:class:`~pdum.rfb.transports.base.ByteStream` over one WebSocket connection."""
+
+    kind = "websocket"
+
+    def __init__(self, connection: ServerConnection) -> None:
+        self._ws = connection
+        peer = connection.remote_address
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        request = connection.request
+        query = parse_qs(urlsplit(request.path).query) if request is not None else {}
+        #: The notebook widget's id (``?widget=...``), so its overlay shows its own stats.
+        self.tag: str | None = query.get("widget", [None])[0]
+
+    async def read(self) -> bytes:
+        try:
+            message = await self._ws.recv()
+        except ConnectionClosed:
+            return b""
+        if isinstance(message, str):
+            log.warning("websocket client %s sent a text frame; RFB needs binary frames", self.peer)
+            await self._ws.close(1003, "binary frames only")
+            return b""
+        return bytes(message)
+
+    async def write(self, data: bytes) -> None:
+        try:
+            await self._ws.send(data)
+        except ConnectionClosed as exc:
+            raise ConnectionResetError(str(exc)) from exc
+
+    def pending_bytes(self) -> int:
+        transport = self._ws.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self._ws.close(), timeout=0.5)
+        except Exception:
+            self._ws.transport.abort()
+
+
+HttpHandler = Callable[[str, Headers], Awaitable[tuple[int, str, bytes] | None]]
+
+
+def _select_subprotocol(connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+    """Accept ``binary`` when offered (websockify's convention); no subprotocol is fine too."""
+    return Subprotocol("binary") if "binary" in offered else None
+
+
+class WebSocketBridge:
+    """A WebSocket + HTTP listener feeding RFB sessions to ``serve_stream``."""
+
+    def __init__(
+        self,
+        serve_stream: Callable[[WebSocketStream], Awaitable[None]],
+        http: HttpHandler,
+        *,
+        max_message: int = DEFAULT_MAX_MESSAGE,
+        accept: Callable[[Request], str | None] | None = None,
+    ) -> None:
+        self._serve_stream = serve_stream
+        self._http = http
+        self._max_message = max_message
+        self._accept = accept
+        self._server: WsServer | None = None
+
+    async def listen(self, host: str, port: int) -> int:
+        self._server = await serve(
+            self._handler,
+            host,
+            port,
+            select_subprotocol=_select_subprotocol,
+            process_request=self._process_request,
+            compression=None,  # RFB payloads are already compressed; deflate would only cost CPU
+            max_size=self._max_message,
+            ping_interval=20,
+            ping_timeout=20,
+            open_timeout=10,
+            server_header="pdum.rfb",
+        )
+        sockets = list(self._server.sockets)
+        return int(sockets[0].getsockname()[1])
+
+    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if self._accept is not None:
+            refusal = self._accept(request)
+            if refusal is not None:
+                return connection.respond(HTTPStatus.FORBIDDEN, refusal + "\n")
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return None
+        result = await self._http(request.path, request.headers)
+        if result is None:
+            return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+        status, content_type, body = result
+        headers = Headers()
+        headers["Content-Type"] = content_type
+        headers["Content-Length"] = str(len(body))
+        headers["Cache-Control"] = "no-store"
+        return Response(status, HTTPStatus(status).phrase, headers, body)
+
+    async def _handler(self, connection: ServerConnection) -> None:
+        await self._serve_stream(WebSocketStream(connection))
+
+    async def aclose(self) -> None:
+        if self._server is None:
+            return
+        self._server.close(close_connections=True)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server.wait_closed(), timeout=1.0)
+        self._server = None

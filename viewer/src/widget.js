@@ -1,0 +1,261 @@
+// pdum.rfb viewer: an anywidget ESM module around noVNC's RFB client.
+//
+// noVNC does all the decoding; this file only wires it to the widget model (traits), draws a
+// toolbar and a stats overlay, and reconnects when the Display comes back. The same module
+// powers the full-page viewer served at "/" (with a tiny stand-in model, see page.js).
+import RFB from "@novnc/novnc";
+
+const STYLE = `
+.pdum-rfb { position: relative; font: 12px system-ui, sans-serif; background: #202124; color: #eee;
+  display: flex; flex-direction: column; border-radius: 4px; overflow: hidden; }
+.pdum-rfb-bar { display: flex; gap: 4px; align-items: center; padding: 3px 6px; background: #303134; }
+.pdum-rfb-bar button { background: #45474a; color: #eee; border: 0; border-radius: 3px; padding: 2px 8px;
+  cursor: pointer; font: inherit; }
+.pdum-rfb-bar button:hover { background: #5f6368; }
+.pdum-rfb-bar .pdum-rfb-state { margin-left: auto; opacity: 0.8; }
+.pdum-rfb-screen { position: relative; flex: 1; min-height: 60px; outline: none; }
+.pdum-rfb-stats { position: absolute; top: 4px; right: 4px; background: rgba(0,0,0,0.6); color: #9f9;
+  font: 11px ui-monospace, monospace; padding: 2px 6px; border-radius: 3px; pointer-events: none;
+  white-space: pre; z-index: 2; }
+.pdum-rfb-message { position: absolute; inset: 0; display: flex; align-items: center; justify-content: center;
+  text-align: center; padding: 12px; background: rgba(32,33,36,0.92); z-index: 3; white-space: pre-line; }
+`;
+
+function injectStyle(root) {
+  const doc = root.ownerDocument || document;
+  if (doc.getElementById("pdum-rfb-style")) return;
+  const style = doc.createElement("style");
+  style.id = "pdum-rfb-style";
+  style.textContent = STYLE;
+  doc.head.appendChild(style);
+}
+
+/** Resolve the WebSocket URL: an explicit url, else base_path on the page's own origin. */
+export function resolveUrl(url, basePath, location = globalThis.location) {
+  if (url) return url;
+  if (basePath != null && location) {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    let path = basePath.endsWith("/") ? basePath : basePath + "/";
+    if (!path.startsWith("/")) path = "/" + path;
+    return `${scheme}//${location.host}${path}websockify`;
+  }
+  return "";
+}
+
+function formatRate(bitsPerSecond) {
+  if (bitsPerSecond >= 1e6) return (bitsPerSecond / 1e6).toFixed(1) + " Mbit/s";
+  if (bitsPerSecond >= 1e3) return (bitsPerSecond / 1e3).toFixed(0) + " kbit/s";
+  return bitsPerSecond.toFixed(0) + " bit/s";
+}
+
+/** Text of the stats overlay from the server-truth stats dict (the client this widget is). */
+export function formatStats(stats) {
+  if (!stats || typeof stats !== "object") return "";
+  const fps = Number(stats.fps ?? 0);
+  const rtt = stats.rtt_ms == null ? "–" : Number(stats.rtt_ms).toFixed(1) + " ms";
+  const rate = formatRate(Number(stats.bitrate ?? 0));
+  return `${fps.toFixed(1)} fps  rtt ${rtt}  ${rate}`;
+}
+
+function render({ model, el }) {
+  injectStyle(el);
+  const root = document.createElement("div");
+  root.className = "pdum-rfb";
+  const bar = document.createElement("div");
+  bar.className = "pdum-rfb-bar";
+  const screen = document.createElement("div");
+  screen.className = "pdum-rfb-screen";
+  screen.tabIndex = 0;
+  const stats = document.createElement("div");
+  stats.className = "pdum-rfb-stats";
+  const message = document.createElement("div");
+  message.className = "pdum-rfb-message";
+  message.style.display = "none";
+  screen.append(stats, message);
+  root.append(bar, screen);
+  el.appendChild(root);
+
+  const button = (label, title, onClick) => {
+    const b = document.createElement("button");
+    b.textContent = label;
+    b.title = title;
+    b.addEventListener("click", onClick);
+    bar.appendChild(b);
+    return b;
+  };
+  const stateLabel = document.createElement("span");
+  stateLabel.className = "pdum-rfb-state";
+
+  let rfb = null;
+  let retry = null;
+  let attempts = 0;
+  let destroyed = false;
+  let everConnected = false;
+
+  const setState = (state, error = "") => {
+    model.set("state", state);
+    if (error !== undefined) model.set("last_error", error);
+    model.save_changes();
+    stateLabel.textContent = state;
+  };
+
+  const showMessage = (text) => {
+    message.textContent = text;
+    message.style.display = text ? "flex" : "none";
+  };
+
+  const applyLayout = () => {
+    const height = model.get("height");
+    screen.style.height = height ? `${height}px` : "";
+    bar.style.display = model.get("show_toolbar") ? "flex" : "none";
+    stats.style.display = model.get("show_stats") ? "block" : "none";
+    if (rfb) {
+      rfb.scaleViewport = !!model.get("fit");
+      rfb.clipViewport = !model.get("fit");
+    }
+    fitButton.textContent = model.get("fit") ? "1:1" : "Fit";
+  };
+
+  const scheduleReconnect = () => {
+    if (destroyed || retry) return;
+    const delay = Math.min(5000, 500 * 2 ** Math.min(attempts, 4));
+    attempts += 1;
+    retry = setTimeout(() => {
+      retry = null;
+      connect();
+    }, delay);
+  };
+
+  function connect() {
+    if (destroyed) return;
+    if (rfb) {
+      try { rfb.disconnect(); } catch (e) { /* already closed */ }
+      rfb = null;
+    }
+    let url = resolveUrl(model.get("url"), model.get("base_path"));
+    const widgetId = model.get("widget_id");
+    if (url && widgetId) url += (url.includes("?") ? "&" : "?") + "widget=" + encodeURIComponent(widgetId);
+    if (!url) {
+      setState("error", "no url");
+      showMessage("No WebSocket URL: call display.widget() on a served Display.");
+      return;
+    }
+    setState("connecting", "");
+    let client;
+    try {
+      client = new RFB(screen, url, { wsProtocols: ["binary"], shared: true });
+    } catch (err) {
+      setState("error", String(err));
+      showMessage(`Cannot open ${url}: ${err}`);
+      scheduleReconnect();
+      return;
+    }
+    rfb = client;
+    client.focusOnClick = true;
+    client.qualityLevel = model.get("quality_level") ?? 6;
+    client.compressionLevel = model.get("compression_level") ?? 2;
+    client.resizeSession = false;
+    client.showDotCursor = true;
+    client.background = "#202124";
+    client.addEventListener("connect", () => {
+      attempts = 0;
+      everConnected = true;
+      setState("connected", "");
+      showMessage("");
+      applyLayout();
+    });
+    client.addEventListener("disconnect", (ev) => {
+      if (rfb !== client) return;
+      rfb = null;
+      const clean = ev.detail && ev.detail.clean;
+      if (destroyed) return;
+      setState("disconnected", clean ? "" : "connection lost");
+      showMessage(
+        everConnected
+          ? "Disconnected from the Display. Reconnecting when it comes back…"
+          : `Cannot reach ${url}.\nIs the Display running (await rfb.serve(...)) and is its port reachable ` +
+            "from this browser? Behind JupyterHub or Binder use widget(base_path=...).",
+      );
+      scheduleReconnect();
+    });
+    client.addEventListener("securityfailure", (ev) => {
+      setState("error", `security failure: ${ev.detail.reason || ev.detail.status}`);
+    });
+    client.addEventListener("credentialsrequired", () => {
+      const password = model.get("password") || "";
+      if (password) client.sendCredentials({ password });
+      else showMessage("This Display needs a password: display.widget(password=...)");
+    });
+    client.addEventListener("clipboard", (ev) => {
+      model.set("clipboard", ev.detail.text);
+      model.save_changes();
+      if (navigator.clipboard && document.hasFocus()) navigator.clipboard.writeText(ev.detail.text).catch(() => {});
+    });
+    applyLayout();
+  }
+
+  const fitButton = button("Fit", "Toggle scale-to-fit", () => {
+    model.set("fit", !model.get("fit"));
+    model.save_changes();
+    applyLayout();
+  });
+  button("⛶", "Fullscreen", () => {
+    if (document.fullscreenElement) document.exitFullscreen();
+    else root.requestFullscreen?.();
+  });
+  button("⟳", "Reconnect", () => {
+    attempts = 0;
+    if (retry) { clearTimeout(retry); retry = null; }
+    connect();
+  });
+  button("PNG", "Save a PNG of the current frame", () => {
+    if (!rfb) return;
+    const a = document.createElement("a");
+    a.href = rfb.toDataURL("image/png");
+    a.download = "pdum-rfb.png";
+    a.click();
+  });
+  bar.appendChild(stateLabel);
+
+  // Paste: text typed into the browser clipboard goes to the server clipboard.
+  screen.addEventListener("paste", (ev) => {
+    const text = ev.clipboardData && ev.clipboardData.getData("text/plain");
+    if (text && rfb) rfb.clipboardPasteFrom(text);
+  });
+  // No stuck keys: noVNC releases held keys on blur; make sure focus leaving the widget blurs it.
+  screen.addEventListener("mouseleave", () => { if (rfb) rfb.blur(); });
+
+  const onStats = () => { stats.textContent = formatStats(model.get("stats")); };
+  const onChange = () => applyLayout();
+  const onUrl = () => { attempts = 0; connect(); };
+  model.on("change:stats", onStats);
+  model.on("change:fit", onChange);
+  model.on("change:height", onChange);
+  model.on("change:show_toolbar", onChange);
+  model.on("change:show_stats", onChange);
+  model.on("change:url", onUrl);
+  model.on("change:base_path", onUrl);
+  model.on("msg:custom", (msg) => {
+    if (msg && msg.type === "reconnect") onUrl();
+    if (msg && msg.type === "clipboard" && rfb) rfb.clipboardPasteFrom(msg.text);
+  });
+
+  applyLayout();
+  onStats();
+  connect();
+
+  return () => {
+    destroyed = true;
+    if (retry) clearTimeout(retry);
+    if (rfb) rfb.disconnect();
+    model.off("change:stats", onStats);
+    model.off("change:fit", onChange);
+    model.off("change:height", onChange);
+    model.off("change:show_toolbar", onChange);
+    model.off("change:show_stats", onChange);
+    model.off("change:url", onUrl);
+    model.off("change:base_path", onUrl);
+  };
+}
+
+export default { render };
