@@ -13,8 +13,10 @@ APT_PACKAGES=(
   vncsnapshot                        # RFB 3.3 client
   libvncserver-dev gcc               # libvncclient for the C test client
   chromium fonts-dejavu-core         # headless browser for the noVNC / widget tests
-  nodejs npm                         # esbuild and noVNC's npm package for the widget bundle
+  novnc                              # noVNC's stock page, served by a real websockify in a test
 )
+# Node.js + npm build the widget bundle (esbuild, noVNC from npm); take Debian's only if absent.
+if ! command -v npm >/dev/null 2>&1; then APT_PACKAGES+=(nodejs npm); fi
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
