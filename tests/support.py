@@ -75,3 +75,24 @@ def wait_until(predicate: Callable[[], T], timeout: float = 15.0, interval: floa
         time.sleep(interval)
         last = predicate()
     return last
+
+
+def run_async(coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
+    """``asyncio.run`` in a fresh thread: works even when this thread has a running loop (the
+    browser tests' Playwright keeps one on the main thread)."""
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, name="test-asyncio-run")
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"coroutine did not finish within {timeout}s")
+    if "error" in result:
+        raise result["error"]
+    return result["value"]  # type: ignore[no-any-return]

@@ -82,6 +82,7 @@ class Display:
         allow_insecure: bool = False,
         limits: Limits = DEFAULT_LIMITS,
         resize_policy: str = "reject",
+        lossy: bool = False,
     ) -> None:
         self._framebuffer = Framebuffer(width, height)
         self.host = host
@@ -100,7 +101,12 @@ class Display:
             self._framebuffer,
             self._events,
             ServerConfig(
-                name=name, security_types=types, password=password, limits=limits, resize_policy=resize_policy
+                name=name,
+                security_types=types,
+                password=password,
+                limits=limits,
+                resize_policy=resize_policy,
+                lossy=lossy,
             ),
         )
         self._clipboard = ""
@@ -308,17 +314,25 @@ class Display:
         show_stats: bool = True,
         base_path: str | None = None,
         password: str | None = None,
+        transport: str = "auto",
     ) -> Any:
         """A live Jupyter view of this display (needs the ``anywidget`` extra).
 
         With ``base_path`` the viewer connects same-origin through that prefix (an ASGI mount or
-        jupyter-server-proxy) instead of to :attr:`ws_url`.
+        jupyter-server-proxy) instead of to :attr:`ws_url`. ``transport`` is ``"auto"`` (the
+        WebSocket, falling back to the widget's own comm channel when the socket cannot be opened,
+        e.g. on Colab or in VS Code), ``"websocket"`` or ``"comm"``.
         """
         from .widget import RfbViewer
 
-        if base_path is None and self.ws_url is None:
-            raise RuntimeError("this Display has no WebSocket port (serve(..., port=None)); pass base_path=")
+        if base_path is None and self.ws_url is None and transport != "comm":
+            raise RuntimeError(
+                "this Display has no WebSocket port (serve(..., port=None)): "
+                "pass base_path= or transport='comm'"
+            )
         view = RfbViewer(
+            self,
+            transport=transport,
             url="" if base_path is not None else (self.ws_url or ""),
             base_path=base_path,
             fit=fit,
@@ -377,13 +391,17 @@ async def serve(
     allow_insecure: bool = False,
     limits: Limits = DEFAULT_LIMITS,
     resize_policy: str = "reject",
+    lossy: bool = False,
 ) -> Display:
     """Create a :class:`Display` of ``width`` x ``height`` and start serving it.
 
     ``vnc_port`` is the raw RFB TCP port (0 picks a free one, ``None`` disables it); ``port`` is
     the WebSocket/HTTP port for browser viewers. ``password`` enables VncAuth (only its first 8
     characters count: a limit of VncAuth itself). Serving a non-loopback ``host`` without a
-    password raises unless ``allow_insecure=True``.
+    password raises unless ``allow_insecure=True``. ``lossy=True`` lets clients that announce a
+    JPEG quality level get Tight JPEG (fewer bytes); by default every client gets exact pixels.
+    ``resize_policy`` decides what a client's SetDesktopSize does ("reject" or "accept"); either
+    way it arrives as a ``resize`` event.
     """
     display = Display(
         width,
@@ -400,5 +418,6 @@ async def serve(
         allow_insecure=allow_insecure,
         limits=limits,
         resize_policy=resize_policy,
+        lossy=lossy,
     )
     return await display.start()

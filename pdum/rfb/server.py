@@ -39,6 +39,8 @@ class ServerConfig:
     #: What a client's SetDesktopSize does: "reject" (answer "prohibited") or "accept" (resize the
     #: framebuffer, keeping its top-left content). Either way a ``resize`` event reaches the user.
     resize_policy: str = "reject"
+    #: Honour clients' JPEG quality levels (Tight JPEG). Off by default: every client gets exact pixels.
+    lossy: bool = False
 
     def __post_init__(self) -> None:
         if self.resize_policy not in ("reject", "accept"):
@@ -118,9 +120,10 @@ class Server:
         for session in list(self.sessions.values()):
             if session is not keep:
                 log.info("closing client %s: %s asked for exclusive access", session.peer, keep.peer)
-                self._spawn(session.close())
+                self.spawn(session.close())
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> None:
+        """Run ``coro`` as a task the server owns (cancelled by :meth:`aclose`)."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -110,6 +110,7 @@ class Session:
         self._writer_task: asyncio.Task[None] | None = None
         self._ping_sent: dict[bytes, int] = {}
         self.clipboard_caps: xclip.ClipboardMessage | None = None
+        self.requested_quality: int | None = None
 
     # -- properties ---------------------------------------------------------------------------------
     @property
@@ -233,7 +234,9 @@ class Session:
                 self.encode_context.compress_level = enc - m.COMPRESS_LEVEL_0
                 break
         quality = [enc for enc in msg.encodings if m.QUALITY_LEVEL_0 <= enc <= m.QUALITY_LEVEL_9]
-        self.encode_context.quality_level = quality[0] - m.QUALITY_LEVEL_0 if quality else None
+        # JPEG only when the client asked for a quality level *and* the Display allows lossy output.
+        self.requested_quality = quality[0] - m.QUALITY_LEVEL_0 if quality else None
+        self.encode_context.quality_level = self.requested_quality if self.server.config.lossy else None
         if Encoding.EXTENDED_DESKTOP_SIZE in added:
             # Tells the client our screen layout; TigerVNC only offers SetDesktopSize after it.
             fb = self.server.framebuffer

@@ -37,6 +37,8 @@ const state = {{
   fit: params.get("fit") !== "0", height: 0, show_toolbar: params.get("toolbar") !== "0",
   show_stats: params.get("stats") === "1", state: "", last_error: "", stats: {{}},
   password: params.get("password") || "", widget_id: "", clipboard: "",
+  quality_level: params.has("quality") ? Number(params.get("quality")) : null, compression_level: 2,
+  transport: "websocket", active_transport: "",
 }};
 const handlers = {{}};
 const model = {{

@@ -8,8 +8,12 @@ Server-truth stats arrive through the ``stats`` trait, pushed by the Display eve
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from pathlib import Path
+from typing import Any
+
+from .transports.comm import CommStream
 
 try:
     import anywidget
@@ -34,7 +38,8 @@ class RfbViewer(anywidget.AnyWidget):  # type: ignore[misc]
     show_toolbar = traitlets.Bool(True).tag(sync=True)
     show_stats = traitlets.Bool(True).tag(sync=True)
     password = traitlets.Unicode("").tag(sync=True)
-    quality_level = traitlets.Int(6).tag(sync=True)
+    #: JPEG quality 0..9 for Tight (lossy, fewer bytes), or None for lossless pixels (default).
+    quality_level = traitlets.Int(None, allow_none=True).tag(sync=True)
     compression_level = traitlets.Int(2).tag(sync=True)
     widget_id = traitlets.Unicode("").tag(sync=True)
     #: Set by the browser: "connecting", "connected", "disconnected" or "error".
@@ -44,10 +49,50 @@ class RfbViewer(anywidget.AnyWidget):  # type: ignore[misc]
     clipboard = traitlets.Unicode("").tag(sync=True)
     #: Server-truth stats of this viewer's own connection (fps, bitrate, rtt_ms, ...).
     stats = traitlets.Dict({}).tag(sync=True)
+    #: "auto" (WebSocket, then the comm channel if the socket never opened), "websocket" or "comm".
+    transport = traitlets.Enum(["auto", "websocket", "comm"], "auto").tag(sync=True)
+    #: Set by the browser: which transport the current connection uses.
+    active_transport = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, display: Any = None, **kwargs: Any) -> None:
         kwargs.setdefault("widget_id", uuid.uuid4().hex)
         super().__init__(**kwargs)
+        self._display = display
+        self._comm_stream: CommStream | None = None
+        self.on_msg(self._on_custom_message)
+
+    # -- comm transport -----------------------------------------------------------------------------
+    def _send_rfb(self, content: dict[str, Any], buffers: list[bytes] | None) -> None:
+        self.send(content, buffers=buffers)
+
+    def _on_custom_message(self, _widget: Any, content: Any, buffers: list[Any]) -> None:
+        if not isinstance(content, dict) or self._display is None:
+            return
+        kind = content.get("type")
+        loop = self._display._loop
+        if loop is None:
+            return
+        if kind == "rfb-open":
+            loop.call_soon_threadsafe(self._open_comm_session)
+        elif kind == "rfb-data" and self._comm_stream is not None:
+            data = b"".join(bytes(b) for b in buffers or [])
+            loop.call_soon_threadsafe(self._comm_stream.feed, data)
+        elif kind == "rfb-close" and self._comm_stream is not None:
+            loop.call_soon_threadsafe(self._comm_stream.feed_eof)
+
+    def _open_comm_session(self) -> None:
+        if self._comm_stream is not None:
+            self._comm_stream.feed_eof()
+        stream = CommStream(self._send_rfb, peer=f"comm:{self.widget_id[:8]}", tag=self.widget_id)
+        self._comm_stream = stream
+        self._display.server.spawn(self._display.server.serve_stream(stream))
+        self.send({"type": "rfb-opened"})
+
+    def close(self) -> None:
+        if self._comm_stream is not None and self._display is not None and self._display._loop is not None:
+            with contextlib.suppress(RuntimeError):
+                self._display._loop.call_soon_threadsafe(self._comm_stream.feed_eof)
+        super().close()
 
     def reconnect(self) -> None:
         """Ask the browser side to reconnect now."""

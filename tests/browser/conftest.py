@@ -88,6 +88,7 @@ def wait_for_canvas(page: Any, expected: np.ndarray, script: str, timeout: float
 
     def matches() -> bool:
         url = page.evaluate(script)
+        last["raw"] = url
         if not url or not url.startswith("data:image/png"):
             return False
         got = decode_data_url(url)
@@ -99,7 +100,7 @@ def wait_for_canvas(page: Any, expected: np.ndarray, script: str, timeout: float
     except AssertionError:
         got = last.get("got")
         if got is None:
-            raise AssertionError("the canvas never showed a frame") from None
+            raise AssertionError(f"the canvas never showed a frame ({str(last.get('raw'))[:80]!r})") from None
         if got.shape != expected.shape:
             raise AssertionError(f"canvas is {got.shape}, expected {expected.shape}") from None
         diff = int(np.any(got != expected, axis=2).sum())

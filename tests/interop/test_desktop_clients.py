@@ -13,7 +13,7 @@ import pytest
 
 from pdum.rfb.testing import noise, noise_and_gradient
 
-from ..support import LoopThread, free_display_port
+from ..support import LoopThread, free_display_port, run_async
 from .clients import Xvfb, load_rgb, require, tigervnc, wait_for_image_on_screen
 
 SIZES = pytest.mark.parametrize("size", [(320, 240), (1280, 720)], ids=["320x240", "1280x720"])
@@ -108,7 +108,7 @@ def test_asyncvnc_zlib(served: LoopThread, size: tuple[int, int]) -> None:
                 await asyncio.sleep(0.05)
             return a, b
 
-    a, b = asyncio.run(capture_two())
+    a, b = run_async(capture_two())
     assert np.array_equal(a, first)
     assert np.array_equal(b, second)
     session = next(iter(display.server.sessions.values()), None)

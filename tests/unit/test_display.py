@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import pdum.rfb as rfb
+from tests.support import run_async
 from pdum.rfb.testing import noise
 
 
@@ -63,7 +64,7 @@ def test_aclose_leaves_nothing_behind() -> None:
         await asyncio.sleep(0)
         assert _fds() == fds_before
 
-    asyncio.run(scenario())
+    run_async(scenario())
     assert set(threading.enumerate()) == threads_before
 
 
@@ -80,7 +81,7 @@ def test_publish_validation_and_closed_display() -> None:
         with pytest.raises(RuntimeError, match="closed"):
             display.publish(np.zeros((10, 20, 3), dtype=np.uint8))
 
-    asyncio.run(scenario())
+    run_async(scenario())
 
 
 def test_publish_from_another_thread() -> None:
@@ -92,7 +93,7 @@ def test_publish_from_another_thread() -> None:
         assert np.array_equal(display.frame, frame)
         await display.aclose()
 
-    asyncio.run(scenario())
+    run_async(scenario())
 
 
 def test_events_queue_and_async_iteration() -> None:
@@ -117,7 +118,7 @@ def test_events_queue_and_async_iteration() -> None:
         writer.close()
         await display.aclose()
 
-    asyncio.run(scenario())
+    run_async(scenario())
 
 
 def test_refuses_open_non_loopback() -> None:
@@ -146,4 +147,4 @@ def test_exclusive_client_disconnects_others() -> None:
         w1.close()
         await display.aclose()
 
-    asyncio.run(scenario())
+    run_async(scenario())

@@ -57,6 +57,57 @@ export function formatStats(stats) {
   return `${fps.toFixed(1)} fps  rtt ${rtt}  ${rate}`;
 }
 
+/**
+ * A WebSocket-like channel carrying the RFB byte stream over the widget's own comm messages
+ * (binary buffers), for hosts where no port of the kernel is reachable (Colab, VS Code).
+ * noVNC accepts any object with this shape instead of a URL.
+ */
+function commChannel(model) {
+  let handler = null;
+  const channel = {
+    binaryType: "arraybuffer",
+    protocol: "",
+    readyState: "connecting",
+    onopen: null,
+    onmessage: null,
+    onclose: null,
+    onerror: null,
+    send(data) {
+      const view = data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+      const copy = view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength);
+      model.send({ type: "rfb-data" }, undefined, [copy]);
+    },
+    close() {
+      if (channel.readyState === "closed") return;
+      model.send({ type: "rfb-close" });
+      finish(true);
+    },
+  };
+  function finish(clean) {
+    channel.readyState = "closed";
+    if (handler) model.off("msg:custom", handler);
+    handler = null;
+    if (channel.onclose) channel.onclose({ code: clean ? 1000 : 1006, reason: "", wasClean: clean });
+  }
+  handler = (msg, buffers) => {
+    if (!msg || typeof msg.type !== "string" || !msg.type.startsWith("rfb-")) return;
+    if (msg.type === "rfb-opened") {
+      channel.readyState = "open";
+      if (channel.onopen) channel.onopen();
+    } else if (msg.type === "rfb-data" && channel.onmessage) {
+      for (const b of buffers || []) {
+        const view = b instanceof ArrayBuffer ? new Uint8Array(b) : new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+        channel.onmessage({ data: view.slice().buffer });
+      }
+    } else if (msg.type === "rfb-closed") {
+      finish(true);
+    }
+  };
+  model.on("msg:custom", handler);
+  model.send({ type: "rfb-open" });
+  return channel;
+}
+
 function render({ model, el }) {
   injectStyle(el);
   const root = document.createElement("div");
@@ -135,15 +186,19 @@ function render({ model, el }) {
     let url = resolveUrl(model.get("url"), model.get("base_path"));
     const widgetId = model.get("widget_id");
     if (url && widgetId) url += (url.includes("?") ? "&" : "?") + "widget=" + encodeURIComponent(widgetId);
-    if (!url) {
+    if (!url && (model.get("transport") || "auto") !== "comm") {
       setState("error", "no url");
       showMessage("No WebSocket URL: call display.widget() on a served Display.");
       return;
     }
     setState("connecting", "");
+    const transport = model.get("transport") || "auto";
+    const useComm = transport === "comm" || (transport === "auto" && !everConnected && attempts >= 1);
     let client;
     try {
-      client = new RFB(screen, url, { wsProtocols: ["binary"], shared: true });
+      const target = useComm ? commChannel(model) : url;
+      client = new RFB(screen, target, { wsProtocols: ["binary"], shared: true });
+      model.set("active_transport", useComm ? "comm" : "websocket");
     } catch (err) {
       setState("error", String(err));
       showMessage(`Cannot open ${url}: ${err}`);
@@ -152,7 +207,18 @@ function render({ model, el }) {
     }
     rfb = client;
     client.focusOnClick = true;
-    client.qualityLevel = model.get("quality_level") ?? 6;
+    const quality = model.get("quality_level");
+    if (quality == null) {
+      // Lossless by default: noVNC always announces a JPEG quality level, which lets the server
+      // pick lossy Tight JPEG; leave the quality pseudo-encodings (-32..-23) out of its list.
+      const sendEncodings = RFB.messages.clientEncodings;
+      client._sendEncodings = function () {
+        RFB.messages.clientEncodings = (sock, encs) => sendEncodings(sock, encs.filter((e) => e < -32 || e > -23));
+        try { RFB.prototype._sendEncodings.call(this); } finally { RFB.messages.clientEncodings = sendEncodings; }
+      };
+    } else {
+      client.qualityLevel = quality;
+    }
     client.compressionLevel = model.get("compression_level") ?? 2;
     client.resizeSession = false;
     client.showDotCursor = true;
