@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import pdum.rfb as rfb
-from tests.support import run_async
 from pdum.rfb.testing import noise
+from tests.support import run_async
 
 
 async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
