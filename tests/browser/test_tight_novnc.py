@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import pdum.rfb as rfb
 from pdum.rfb.protocol.messages import QUALITY_LEVEL_0, Encoding
 from pdum.rfb.testing import checkerboard, gradient, noise, noise_and_gradient, solid, text_like
 
@@ -21,6 +22,11 @@ from .conftest import decode_data_url, wait_for_canvas
 from .test_novnc import GRAB, PSEUDO, open_novnc
 
 WIDTH, HEIGHT = 320, 240
+
+
+def ws_url(display: rfb.Display) -> str:
+    assert display.ws_url is not None
+    return display.ws_url
 
 
 def frames() -> list[np.ndarray]:
@@ -45,7 +51,7 @@ def test_novnc_lossless(served: LoopThread, page: Any, static_server: str, encod
     display = served.serve(WIDTH, HEIGHT, port=0)
     sequence = frames()
     served.publish(display, sequence[0])
-    open_novnc(page, static_server, display.ws_url, [encoding, *PSEUDO])
+    open_novnc(page, static_server, ws_url(display), [encoding, *PSEUDO])
     for frame in sequence:
         served.publish(display, frame)
         wait_for_canvas(page, frame, GRAB)
@@ -57,7 +63,7 @@ def test_novnc_jpeg_quality_8(served: LoopThread, page: Any, static_server: str,
     display = served.serve(WIDTH, HEIGHT, port=0, lossy=True)
     photo = photo_like(WIDTH, HEIGHT, seed=6)
     served.publish(display, photo)
-    open_novnc(page, static_server, display.ws_url, [encoding, QUALITY_LEVEL_0 + 8, *PSEUDO])
+    open_novnc(page, static_server, ws_url(display), [encoding, QUALITY_LEVEL_0 + 8, *PSEUDO])
 
     last: dict[str, Any] = {}
 

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from .base import EncodeContext, Encoder
 from .raw import RawEncoder
+from .tight import TightEncoder, TightPngEncoder
 from .zlib import ZlibEncoder
 
 ENCODERS: dict[int, Encoder] = {
     enc.encoding: enc
     for enc in (
         RawEncoder(),
+        TightEncoder(),
+        TightPngEncoder(),
         ZlibEncoder(),
     )
 }

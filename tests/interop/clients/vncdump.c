@@ -1,8 +1,10 @@
 /* vncdump: a minimal libvncclient client for pdum.rfb's interop tests.
  *
- * usage: vncdump HOST PORT ENCODINGS BPP OUTFILE [PASSWORD]
+ * usage: vncdump HOST PORT ENCODINGS BPP OUTFILE [PASSWORD [QUALITY]]
  *   ENCODINGS  libvncclient encoding list, e.g. "raw" or "zlib" (only these are requested)
  *   BPP        32 (rgb888), 16 (RGB565) or 8 (BGR233)
+ *   PASSWORD   VncAuth password ("" for none)
+ *   QUALITY    0-9: enable JPEG and send this quality level with "tight" (default: lossless)
  * After every complete FramebufferUpdate the client writes OUTFILE atomically:
  *   a text header "W H BPP UPDATES\n" followed by the raw framebuffer in the client pixel format.
  * It runs until the server closes the connection (exit 0) or an error occurs (exit 1).
@@ -35,7 +37,7 @@ static char *get_password(rfbClient *client) { (void)client; return strdup(passw
 
 int main(int argc, char **argv) {
     if (argc < 6) {
-        fprintf(stderr, "usage: %s HOST PORT ENCODINGS BPP OUTFILE [PASSWORD]\n", argv[0]);
+        fprintf(stderr, "usage: %s HOST PORT ENCODINGS BPP OUTFILE [PASSWORD [QUALITY]]\n", argv[0]);
         return 2;
     }
     int bpp = atoi(argv[4]);
@@ -56,6 +58,10 @@ int main(int argc, char **argv) {
     client->appData.encodingsString = argv[3];
     client->appData.compressLevel = 6;
     client->appData.enableJPEG = FALSE;
+    if (argc > 7) {
+        client->appData.enableJPEG = TRUE;
+        client->appData.qualityLevel = atoi(argv[7]);
+    }
     client->FinishedFrameBufferUpdate = finished;
     client->GetPassword = get_password;
     if (!rfbInitClient(client, NULL, NULL)) return 1;  /* frees client on failure */
