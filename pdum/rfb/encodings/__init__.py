@@ -6,9 +6,11 @@ A new encoding is one new module plus one line here.
 from __future__ import annotations
 
 from .base import EncodeContext, Encoder
+from .hextile import HextileEncoder
 from .raw import RawEncoder
 from .tight import TightEncoder, TightPngEncoder
 from .zlib import ZlibEncoder
+from .zrle import ZRLEEncoder
 
 ENCODERS: dict[int, Encoder] = {
     enc.encoding: enc
@@ -17,6 +19,8 @@ ENCODERS: dict[int, Encoder] = {
         TightEncoder(),
         TightPngEncoder(),
         ZlibEncoder(),
+        HextileEncoder(),
+        ZRLEEncoder(),
     )
 }
 
