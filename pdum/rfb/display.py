@@ -83,6 +83,7 @@ class Display:
         limits: Limits = DEFAULT_LIMITS,
         resize_policy: str = "reject",
         lossy: bool = False,
+        tight_gradient: bool = False,
     ) -> None:
         self._framebuffer = Framebuffer(width, height)
         self.host = host
@@ -107,6 +108,7 @@ class Display:
                 limits=limits,
                 resize_policy=resize_policy,
                 lossy=lossy,
+                tight_gradient=tight_gradient,
             ),
         )
         self._clipboard = ""
@@ -392,6 +394,7 @@ async def serve(
     limits: Limits = DEFAULT_LIMITS,
     resize_policy: str = "reject",
     lossy: bool = False,
+    tight_gradient: bool = False,
 ) -> Display:
     """Create a :class:`Display` of ``width`` x ``height`` and start serving it.
 
@@ -400,6 +403,7 @@ async def serve(
     characters count: a limit of VncAuth itself). Serving a non-loopback ``host`` without a
     password raises unless ``allow_insecure=True``. ``lossy=True`` lets clients that announce a
     JPEG quality level get Tight JPEG (fewer bytes); by default every client gets exact pixels.
+    ``tight_gradient=True`` enables Tight's gradient filter (noVNC before 1.5 cannot decode it).
     ``resize_policy`` decides what a client's SetDesktopSize does ("reject" or "accept"); either
     way it arrives as a ``resize`` event.
     """
@@ -419,5 +423,6 @@ async def serve(
         limits=limits,
         resize_policy=resize_policy,
         lossy=lossy,
+        tight_gradient=tight_gradient,
     )
     return await display.start()

@@ -41,6 +41,8 @@ class ServerConfig:
     resize_policy: str = "reject"
     #: Honour clients' JPEG quality levels (Tight JPEG). Off by default: every client gets exact pixels.
     lossy: bool = False
+    #: Let Tight use its gradient filter (smaller lossless photos; noVNC < 1.5 cannot decode it).
+    tight_gradient: bool = False
 
     def __post_init__(self) -> None:
         if self.resize_policy not in ("reject", "accept"):

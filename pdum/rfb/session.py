@@ -90,7 +90,7 @@ class Session:
         )
         self.pixel_format: PixelFormat = SERVER_DEFAULT
         self.encodings: tuple[int, ...] = ()
-        self.encode_context = EncodeContext()
+        self.encode_context = EncodeContext(tight_gradient=server.config.tight_gradient)
         self.input = InputTranslator()
         self.stats = SessionStats(connected_at=time.time())
         self.shared = True

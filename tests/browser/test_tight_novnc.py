@@ -46,9 +46,16 @@ def frames() -> list[np.ndarray]:
     ]
 
 
-@pytest.mark.parametrize("encoding", [Encoding.TIGHT, Encoding.TIGHT_PNG], ids=["tight", "tightpng"])
-def test_novnc_lossless(served: LoopThread, page: Any, static_server: str, encoding: Encoding) -> None:
-    display = served.serve(WIDTH, HEIGHT, port=0)
+@pytest.mark.parametrize(
+    "encoding, gradient_filter",
+    [(Encoding.TIGHT, False), (Encoding.TIGHT, True), (Encoding.TIGHT_PNG, False)],
+    ids=["tight", "tight-gradient", "tightpng"],
+)
+def test_novnc_lossless(
+    served: LoopThread, page: Any, static_server: str, encoding: Encoding, gradient_filter: bool
+) -> None:
+    # noVNC 1.7 decodes the gradient filter (1.3 does not: see test_hosted's stock-page test)
+    display = served.serve(WIDTH, HEIGHT, port=0, tight_gradient=gradient_filter)
     sequence = frames()
     served.publish(display, sequence[0])
     open_novnc(page, static_server, ws_url(display), [encoding, *PSEUDO])

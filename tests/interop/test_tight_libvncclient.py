@@ -70,9 +70,12 @@ def partial_changes(base: np.ndarray, count: int, seed: int = 0) -> list[np.ndar
     return frames
 
 
+@pytest.mark.parametrize("gradient_filter", [False, True], ids=["default", "gradient"])
 @pytest.mark.parametrize("bpp", [32, 16, 8])
-def test_tight_pixel_exact(served: LoopThread, vncdump_exe: Path, tmp_path: Path, bpp: int) -> None:
-    display = served.serve(WIDTH, HEIGHT)
+def test_tight_pixel_exact(
+    served: LoopThread, vncdump_exe: Path, tmp_path: Path, bpp: int, gradient_filter: bool
+) -> None:
+    display = served.serve(WIDTH, HEIGHT, tight_gradient=gradient_filter)
     first = noise_and_gradient(WIDTH, HEIGHT, seed=1)
     served.publish(display, first)
     client = VncDump(vncdump_exe, port(display), "tight", bpp, tmp_path)

@@ -269,7 +269,11 @@ EXPECTED_METHOD = {
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_lossless_sequence_decodes_exactly(fmt: str, level: int) -> None:
     pf = FORMATS[fmt]
-    encoder, ctx, decoder = TightEncoder(), EncodeContext(compress_level=level), TightDecoder(pf)
+    encoder, ctx, decoder = (
+        TightEncoder(),
+        EncodeContext(tight_gradient=True, compress_level=level),
+        TightDecoder(pf),
+    )
     for name, rgb in rects_for_test():
         h, w = rgb.shape[:2]
         payload = encoder.encode(rgb, pf, ctx)
@@ -287,7 +291,7 @@ def test_lossless_sequence_decodes_exactly(fmt: str, level: int) -> None:
 
 def test_one_stream_per_kind_of_data_reset_on_first_use() -> None:
     """Each kind of data has its own stream; only a stream's first use carries its reset bit."""
-    encoder, ctx, decoder = TightEncoder(), EncodeContext(), TightDecoder(SERVER_DEFAULT)
+    encoder, ctx, decoder = TightEncoder(), EncodeContext(tight_gradient=True), TightDecoder(SERVER_DEFAULT)
     seen: dict[str, int] = {}
     first_use: set[int] = set()
     for name, rgb in rects_for_test():
@@ -309,7 +313,10 @@ def test_new_context_and_level_change_reset_the_client_streams() -> None:
     """A client keeps its inflaters; a fresh context or a new compress level must reset them."""
     decoder = TightDecoder(SERVER_DEFAULT)
     frames = [text_like(96, 48, seed=s) for s in range(3)] + [noise(40, 40, seed=9)]
-    for ctx in (EncodeContext(compress_level=6), EncodeContext(compress_level=6)):
+    for ctx in (
+        EncodeContext(tight_gradient=True, compress_level=6),
+        EncodeContext(tight_gradient=True, compress_level=6),
+    ):
         for rgb in frames:
             h, w = rgb.shape[:2]
             got = decoder.decode(TightEncoder().encode(rgb, SERVER_DEFAULT, ctx), w, h)
@@ -324,7 +331,7 @@ def test_new_context_and_level_change_reset_the_client_streams() -> None:
 def test_rects_split_by_the_session_limits_decode() -> None:
     """A frame wider than 2048 pixels, cut with the encoder's own limits as the session does."""
     frame = np.concatenate([gradient(1200, 40), noise(1000, 40, seed=3)], axis=1)
-    encoder, ctx, decoder = TightEncoder(), EncodeContext(), TightDecoder(SERVER_DEFAULT)
+    encoder, ctx, decoder = TightEncoder(), EncodeContext(tight_gradient=True), TightDecoder(SERVER_DEFAULT)
     pieces = split_rect(0, 0, 2200, 40, encoder.max_width, encoder.max_area)
     assert {p[2] for p in pieces} == {2048, 152}
     assert all(w * h <= MAX_AREA for _, _, w, h in pieces)
@@ -337,7 +344,9 @@ def test_rects_split_by_the_session_limits_decode() -> None:
 def test_palette_prefers_copy_when_palette_would_be_bigger() -> None:
     rgb = noise(4, 2, seed=1)  # 8 colours in 8 pixels: a palette would cost more
     assert len(np.unique(RGB565.to_values(rgb))) == 8
-    got = TightDecoder(RGB565).decode(TightEncoder().encode(rgb, RGB565, EncodeContext()), 4, 2)
+    got = TightDecoder(RGB565).decode(
+        TightEncoder().encode(rgb, RGB565, EncodeContext(tight_gradient=True)), 4, 2
+    )
     assert got.method == "copy"
     np.testing.assert_array_equal(got.pixels, RGB565.encode(rgb))
 
@@ -346,7 +355,9 @@ def test_colours_that_merge_in_the_client_format_use_a_smaller_palette() -> None
     # Two RGB values that round to the same BGR233 pixel: one colour for the client, so fill.
     rgb = np.zeros((10, 10, 3), dtype=np.uint8)
     rgb[::2] = (1, 1, 1)
-    got = TightDecoder(BGR233).decode(TightEncoder().encode(rgb, BGR233, EncodeContext()), 10, 10)
+    got = TightDecoder(BGR233).decode(
+        TightEncoder().encode(rgb, BGR233, EncodeContext(tight_gradient=True)), 10, 10
+    )
     assert got.method == "fill"
     np.testing.assert_array_equal(got.pixels, BGR233.encode(rgb))
 
@@ -354,7 +365,7 @@ def test_colours_that_merge_in_the_client_format_use_a_smaller_palette() -> None
 # -- Tight: JPEG -------------------------------------------------------------------------------------
 def test_jpeg_quality_8_psnr() -> None:
     rgb = photo_like(256, 192, seed=1)
-    ctx = EncodeContext(quality_level=8)
+    ctx = EncodeContext(tight_gradient=True, quality_level=8)
     got = TightDecoder(SERVER_DEFAULT).decode(TightEncoder().encode(rgb, SERVER_DEFAULT, ctx), 256, 192)
     assert got.method == "jpeg"
     assert got.control == 0x90
@@ -365,7 +376,9 @@ def test_jpeg_levels_trade_size_for_quality() -> None:
     rgb = photo_like(160, 120, seed=2)
     sizes, scores = [], []
     for level in range(10):
-        payload = TightEncoder().encode(rgb, SERVER_DEFAULT, EncodeContext(quality_level=level))
+        payload = TightEncoder().encode(
+            rgb, SERVER_DEFAULT, EncodeContext(tight_gradient=True, quality_level=level)
+        )
         got = TightDecoder(SERVER_DEFAULT).decode(payload, 160, 120)
         assert got.method == "jpeg"
         sizes.append(len(payload))
@@ -377,14 +390,16 @@ def test_jpeg_levels_trade_size_for_quality() -> None:
 def test_never_jpeg_without_a_quality_level() -> None:
     rgb = photo_like(128, 96, seed=3)
     for pf in FORMATS.values():
-        got = TightDecoder(pf).decode(TightEncoder().encode(rgb, pf, EncodeContext()), 128, 96)
+        got = TightDecoder(pf).decode(
+            TightEncoder().encode(rgb, pf, EncodeContext(tight_gradient=True)), 128, 96
+        )
         assert got.method in ("gradient", "copy")
         np.testing.assert_array_equal(got.pixels, pf.encode(rgb))
 
 
 def test_jpeg_only_at_16_and_32_bpp_and_only_for_many_colours() -> None:
     photo = photo_like(64, 64, seed=4)
-    ctx = EncodeContext(quality_level=6)
+    ctx = EncodeContext(tight_gradient=True, quality_level=6)
     got = TightDecoder(RGB565).decode(TightEncoder().encode(photo, RGB565, ctx), 64, 64)
     assert got.method == "jpeg"
     got = TightDecoder(BGR233).decode(TightEncoder().encode(photo, BGR233, ctx), 64, 64)
@@ -429,7 +444,7 @@ def png_bit_depth(png: bytes) -> int:
 @pytest.mark.parametrize("fmt", ["rgb888", "rgb565", "bgr233"])
 def test_tight_png_is_fill_or_exact_png(fmt: str, level: int) -> None:
     pf = FORMATS[fmt]
-    encoder, ctx = TightPngEncoder(), EncodeContext(compress_level=level)
+    encoder, ctx = TightPngEncoder(), EncodeContext(tight_gradient=True, compress_level=level)
     for name, rgb in rects_for_test():
         h, w = rgb.shape[:2]
         method, pixels, image = decode_tight_png(encoder.encode(rgb, pf, ctx), pf, w, h)
@@ -457,7 +472,7 @@ def test_tight_png_truecolour_png_is_exact_and_uses_jpeg_when_asked() -> None:
                                              SERVER_DEFAULT, 200, 150)  # fmt: skip
     assert method == "png" and png_bit_depth(image) == 8
     np.testing.assert_array_equal(pixels, rgb)
-    ctx = EncodeContext(quality_level=8)
+    ctx = EncodeContext(tight_gradient=True, quality_level=8)
     method, pixels, _ = decode_tight_png(TightPngEncoder().encode(rgb, SERVER_DEFAULT, ctx), SERVER_DEFAULT,
                                          200, 150)  # fmt: skip
     assert method == "jpeg"
@@ -493,7 +508,21 @@ def test_registered_with_limits() -> None:
 
 
 def test_compresses_well_against_raw() -> None:
-    ctx = EncodeContext()
+    ctx = EncodeContext(tight_gradient=True)
     for rgb, most in ((text_like(256, 256), 0.05), (gradient(256, 256), 0.01), (solid(256, 256), 0.001)):
         payload = TightEncoder().encode(rgb, SERVER_DEFAULT, ctx)
         assert len(payload) < most * SERVER_DEFAULT.bytes_per_pixel * rgb.shape[0] * rgb.shape[1]
+
+
+def test_gradient_filter_is_off_by_default() -> None:
+    """Older noVNC (< 1.5) throws on the gradient filter, so only tight_gradient=True uses it."""
+    rgb = gradient(128, 96)
+    got = TightDecoder(SERVER_DEFAULT).decode(
+        TightEncoder().encode(rgb, SERVER_DEFAULT, EncodeContext()), 128, 96
+    )
+    assert got.method == "copy"
+    assert np.array_equal(got.pixels, SERVER_DEFAULT.encode(rgb))
+    on = EncodeContext(tight_gradient=True)
+    assert TightDecoder(SERVER_DEFAULT).decode(
+        TightEncoder().encode(rgb, SERVER_DEFAULT, on), 128, 96
+    ).method == ("gradient")

@@ -32,6 +32,8 @@ class EncodeContext:
 
     compress_level: int = DEFAULT_COMPRESS_LEVEL
     quality_level: int | None = None
+    #: Allow Tight's gradient filter (off by default: older noVNC cannot decode it).
+    tight_gradient: bool = False
     streams: dict[str, Any] = field(default_factory=dict)
 
 

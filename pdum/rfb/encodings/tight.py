@@ -20,7 +20,10 @@ Where the references disagree we take the narrowest common ground:
 - TPIXEL is 3 bytes (R, G, B) for 32 bpp, depth 24, true colour with all maxima 255, as the spec
   and libvncclient say; TigerVNC also wants byte-aligned shifts, which every real 24-in-32
   format has.
-- The gradient filter is only used with the 3-byte TPIXEL: the spec allows it for any 16/32 bpp
+- The gradient filter is off unless ``ctx.tight_gradient`` (``serve(tight_gradient=True)``):
+  noVNC before 1.5 (Debian's 1.3, for one) throws "Gradient filter not implemented" and RFB
+  has no way for a client to say whether it decodes it; TigerVNC's and libvncserver's servers
+  never send it either. When on, it is only used with the 3-byte TPIXEL: the spec allows it for any 16/32 bpp
   format, but TigerVNC's decoder gets other formats wrong (it indexes the input by pixel, not
   byte, and predicts in 8-bit space) and noVNC assumes 3-byte pixels.
 - TightPNG (noVNC, libvncserver) replaces basic compression by PNG: its rectangles are only
@@ -240,9 +243,10 @@ class TightEncoder:
         if ctx.quality_level is not None and _jpeg_allowed(pf, ctx, w * h):
             return _jpeg_rect(rgb, ctx.quality_level)
         if tpixel24:
-            residuals = _gradient_residuals(rgb)
-            if _gradient_pays(rgb, residuals):
-                return self._basic(STREAM_GRADIENT, FILTER_GRADIENT, b"", residuals.tobytes(), ctx)
+            if ctx.tight_gradient:
+                residuals = _gradient_residuals(rgb)
+                if _gradient_pays(rgb, residuals):
+                    return self._basic(STREAM_GRADIENT, FILTER_GRADIENT, b"", residuals.tobytes(), ctx)
             return self._basic(STREAM_COPY, None, b"", np.ascontiguousarray(rgb).tobytes(), ctx)
         return self._basic(STREAM_COPY, None, b"", pf.encode_bytes(rgb), ctx)
 
