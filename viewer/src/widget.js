@@ -13,7 +13,7 @@ const STYLE = `
   cursor: pointer; font: inherit; }
 .pdum-rfb-bar button:hover { background: #5f6368; }
 .pdum-rfb-bar .pdum-rfb-state { margin-left: auto; opacity: 0.8; }
-.pdum-rfb-screen { position: relative; flex: 1; min-height: 60px; outline: none; }
+.pdum-rfb-screen { position: relative; flex: 1 1 auto; min-height: 60px; outline: none; }
 .pdum-rfb-stats { position: absolute; top: 4px; right: 4px; background: rgba(0,0,0,0.6); color: #9f9;
   font: 11px ui-monospace, monospace; padding: 2px 6px; border-radius: 3px; pointer-events: none;
   white-space: pre; z-index: 2; }
@@ -116,7 +116,15 @@ function render({ model, el }) {
   bar.className = "pdum-rfb-bar";
   const screen = document.createElement("div");
   screen.className = "pdum-rfb-screen";
-  screen.tabIndex = 0;
+  // Keys typed into the viewer belong to the remote display: JupyterLab (Lumino) must not treat
+  // them as notebook shortcuts ("a", "b", "dd", arrows...).
+  root.setAttribute("data-lm-suppress-shortcuts", "true");
+  // Keep the host page (JupyterLab's notebook) from reacting to clicks and keys meant for the
+  // remote display: its mousedown handler would move focus away from noVNC's canvas.
+  for (const type of ["mousedown", "mouseup", "click", "dblclick", "pointerdown", "pointerup", "focusin",
+    "focusout", "keydown", "keyup", "keypress", "wheel", "contextmenu"]) {
+    screen.addEventListener(type, (ev) => ev.stopPropagation());
+  }
   const stats = document.createElement("div");
   stats.className = "pdum-rfb-stats";
   const message = document.createElement("div");
@@ -288,8 +296,7 @@ function render({ model, el }) {
     const text = ev.clipboardData && ev.clipboardData.getData("text/plain");
     if (text && rfb) rfb.clipboardPasteFrom(text);
   });
-  // No stuck keys: noVNC releases held keys on blur; make sure focus leaving the widget blurs it.
-  screen.addEventListener("mouseleave", () => { if (rfb) rfb.blur(); });
+  // No stuck keys: noVNC's keyboard releases every held key when its canvas loses focus.
 
   const onStats = () => { stats.textContent = formatStats(model.get("stats")); };
   const onChange = () => applyLayout();
