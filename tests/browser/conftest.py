@@ -16,40 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: F401  (the browser fixtures live there)
 from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 NOVNC = ROOT / "viewer" / "node_modules" / "@novnc" / "novnc"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        raise RuntimeError("Debian's chromium is missing: run scripts/test.sh (it installs it)")
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 850})
-    pg = context.new_page()
-    yield pg
-    context.close()
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):

@@ -120,3 +120,51 @@ def test_novnc_stock_page_through_real_websockify(served: LoopThread, page: Any,
 def _port_open(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_viewer_reconnects_when_the_display_comes_back(served: LoopThread, page: Any) -> None:
+    display = served.serve(320, 240, port=0)
+    first = noise(320, 240, seed=86)
+    served.publish(display, first)
+    port = display.port
+    page.goto(display.http_url)
+    wait_for_canvas(page, first, VIEWER_CANVAS)
+    served.run(display.aclose())
+    wait_until(lambda: page.evaluate("window.pdumRfbModel.get('state')") == "disconnected", timeout=10)
+    # The page itself came from the old Display; a new one on the same port brings the viewer back.
+    again = served.serve(200, 150, port=port)
+    second = noise_and_gradient(200, 150, seed=87)
+    served.publish(again, second)
+    wait_for_canvas(page, second, VIEWER_CANVAS, timeout=20)
+    assert page.evaluate("window.pdumRfbModel.get('state')") == "connected"
+
+
+def test_asgi_hub_routes_by_name(served: LoopThread) -> None:
+    """A hub serves several Displays under their names, and lists them at its root."""
+    import json
+
+    from pdum.rfb.asgi import RfbApp
+
+    left = served.serve(32, 16, port=None, vnc_port=None, name="left")
+    right = served.serve(48, 16, port=None, vnc_port=None, name="right")
+    app = RfbApp({"left": left, "right": right})
+
+    async def get(path: str) -> tuple[int, bytes]:
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app({"type": "http", "path": path, "root_path": ""}, receive, send)
+        return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+    status, body = served.run(get("/"))
+    assert status == 200 and json.loads(body) == {"displays": ["left", "right"]}
+    status, body = served.run(get("/right/metrics"))
+    assert status == 200 and json.loads(body)["width"] == 48
+    status, body = served.run(get("/left/"))
+    assert status == 200 and b"<title>left</title>" in body
+    assert served.run(get("/nobody/health"))[0] == 404

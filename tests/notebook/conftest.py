@@ -1,1 +1,0 @@
-from tests.browser.conftest import browser, page  # noqa: F401  (shared Chromium fixtures)
