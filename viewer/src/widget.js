@@ -273,7 +273,7 @@ function render({ model, el }) {
     model.save_changes();
     applyLayout();
   });
-  button("⛶", "Fullscreen", () => {
+  button("Full", "Fullscreen", () => {
     if (document.fullscreenElement) document.exitFullscreen();
     else root.requestFullscreen?.();
   });
