@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   xvfb x11-apps imagemagick          # virtual X screen, xwd screenshots, /usr/bin/convert
   tigervnc-viewer tigervnc-tools     # xtigervncviewer, vncpasswd
+  xclip                              # reads/sets X selections for TigerVNC's clipboard test
   gvncviewer                         # gvnccapture (gtk-vnc)
   vncsnapshot                        # RFB 3.3 client
   libvncserver-dev gcc               # libvncclient for the C test client

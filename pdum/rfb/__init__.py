@@ -6,8 +6,9 @@
 """
 
 from ._version import __version__
+from .auth import AuthContext, Principal
 from .display import Display, serve
 from .events import InputEvent
 from .server import Server
 
-__all__ = ["Display", "InputEvent", "Server", "__version__", "serve"]
+__all__ = ["AuthContext", "Display", "InputEvent", "Principal", "Server", "__version__", "serve"]

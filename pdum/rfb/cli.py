@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     srv = sub.add_parser("serve", help="serve a test pattern until Ctrl-C")
     _add_server_args(srv, width=640, height=480, fps=10)
     srv.add_argument("--pattern", default="test_card", choices=sorted(PATTERNS))
+    bench = sub.add_parser("benchmark", help="encoder throughput and a comparison with libvncserver")
+    bench.add_argument("--quick", action="store_true", help="fewer sizes, scenes and frames (< 60 s)")
+    bench.add_argument("--json", metavar="OUT", help="also write every number to this JSON file")
+    bench.add_argument("--only", action="append", choices=("encoders", "peer", "latency", "scaling"))
     return parser
 
 
@@ -99,6 +103,10 @@ async def _serve_pattern(args: argparse.Namespace, pattern: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "benchmark":
+        from .bench import main as benchmark
+
+        return benchmark(quick=args.quick, json_path=args.json, only=args.only)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

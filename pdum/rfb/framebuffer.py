@@ -8,9 +8,14 @@ client is one bit-ish per tile however many frames it skips.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .copyrect import Copy
 
 TILE = 64
 MAX_DIMENSION = 16384
@@ -46,6 +51,13 @@ class Damage:
 
     tiles: np.ndarray  # bool, shape tile_grid_shape(width, height)
     resized: bool
+    #: Verified CopyRect candidates (old frame -> this frame), in the order clients must apply them.
+    copies: tuple[Copy, ...] = ()
+    #: The per-pixel change mask, kept only when there are copies: each client that takes some of
+    #: them needs the tiles that changed *outside* their destinations (see copyrect.tiles_outside).
+    diff: np.ndarray | None = None
+    #: copyrect.tiles_outside results per accepted-copies tuple, shared by clients in step.
+    cache: dict[Any, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def empty(self) -> bool:
@@ -72,31 +84,57 @@ class Framebuffer:
     def full_damage(self) -> np.ndarray:
         return np.ones(tile_grid_shape(self.width, self.height), dtype=bool)
 
-    def update(self, frame: np.ndarray) -> Damage:
-        """Swap in a validated frame; return the damage relative to the previous one."""
+    def update(self, frame: np.ndarray, copies: Sequence[Copy] = (), detect_scroll: bool = False) -> Damage:
+        """Swap in a validated frame; return the damage relative to the previous one.
+
+        ``copies`` (already bounds-checked by ``copyrect.parse_copies``) claim that regions of the
+        new frame are regions of the previous one moved; only those whose pixels really match are
+        kept in ``Damage.copies``. ``detect_scroll`` also looks for vertical scrolling on its own.
+        A resize ignores both: the whole frame is sent again anyway.
+        """
         rgb = frame[..., :3]
         h, w = rgb.shape[:2]
         if (h, w) != self.pixels.shape[:2]:
             self.pixels = np.array(rgb, dtype=np.uint8, order="C", copy=True)
             self.generation += 1
             return Damage(self.full_damage(), resized=True)
-        tiles = changed_tiles(self.pixels, rgb)
-        if tiles.any():
-            np.copyto(self.pixels, rgb)
-            self.generation += 1
-        return Damage(tiles, resized=False)
+        diff = changed_pixels(self.pixels, rgb)
+        tiles = tiles_of(diff)
+        if not tiles.any():
+            return Damage(tiles, resized=False)
+        found: tuple[Copy, ...] = ()
+        if copies or detect_scroll:
+            from .copyrect import find_copies  # deferred: copyrect imports this module
+
+            found = find_copies(self.pixels, rgb, diff, copies, detect_scroll)  # before the copyto
+        np.copyto(self.pixels, rgb)
+        self.generation += 1
+        return Damage(tiles, resized=False, copies=found, diff=diff if found else None)
+
+
+def changed_pixels(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """``HxW`` bool mask of the pixels where ``old`` and ``new`` (``HxWx3``) differ.
+
+    OR-ing the three channel planes is ~9x faster than ``np.any(old != new, axis=2)``.
+    """
+    ne = old != new
+    return ne[..., 0] | ne[..., 1] | ne[..., 2]
 
 
 def changed_tiles(old: np.ndarray, new: np.ndarray) -> np.ndarray:
     """Boolean grid of the 64x64 tiles where ``old`` and ``new`` differ."""
-    h, w = old.shape[:2]
+    return tiles_of(changed_pixels(old, new))
+
+
+def tiles_of(diff: np.ndarray) -> np.ndarray:
+    """Boolean grid of the 64x64 tiles holding at least one True pixel of ``diff`` (``HxW``)."""
+    h, w = diff.shape
     th, tw = tile_grid_shape(w, h)
-    diff = np.any(old != new, axis=2)
     if h % TILE or w % TILE:
         padded = np.zeros((th * TILE, tw * TILE), dtype=bool)
         padded[:h, :w] = diff
         diff = padded
-    return diff.reshape(th, TILE, tw, TILE).any(axis=(1, 3))
+    return np.asarray(diff.reshape(th, TILE, tw, TILE).any(axis=(1, 3)))
 
 
 def tiles_to_rects(

@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from .auth import Authenticator
 from .cursor import CursorShape, default_cursor
 from .events import EventQueue, InputEvent
 from .framebuffer import Damage, Framebuffer
-from .protocol.messages import DEFAULT_LIMITS, Limits
+from .protocol.messages import DEFAULT_LIMITS, Encoding, Limits
 from .protocol.security import SecurityType
 from .session import Session
 from .transports.base import ByteStream
@@ -43,6 +44,8 @@ class ServerConfig:
     lossy: bool = False
     #: Let Tight use its gradient filter (smaller lossless photos; noVNC < 1.5 cannot decode it).
     tight_gradient: bool = False
+    #: Credential checks, principals, RSA key and lockout (default: ``password`` must match).
+    auth: Authenticator | None = None
 
     def __post_init__(self) -> None:
         if self.resize_policy not in ("reject", "accept"):
@@ -65,6 +68,7 @@ class Server:
         self.framebuffer = framebuffer
         self.events = events
         self.config = config
+        self.auth = config.auth if config.auth is not None else Authenticator(password=config.password)
         self.name_bytes = config.name.encode("utf-8")
         self.sessions: dict[int, Session] = {}
         self.counters = Counters()
@@ -134,6 +138,10 @@ class Server:
     def broadcast_damage(self, damage: Damage) -> None:
         for session in self.sessions.values():
             session.add_damage(damage)
+
+    def copyrect_clients(self) -> bool:
+        """Whether any client announced CopyRect (else looking for copies is wasted work)."""
+        return any(session.supports(Encoding.COPY_RECT) for session in self.sessions.values())
 
     def broadcast_message(self, data: bytes) -> None:
         for session in self.sessions.values():

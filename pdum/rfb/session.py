@@ -22,8 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import copyrect
+from .auth import is_view_only
 from .encodings import ENCODERS, EncodeContext
 from .encodings.base import split_rect
+from .encodings.copyrect import copyrect_rect
 from .events import InputTranslator
 from .framebuffer import MAX_DIMENSION, TILE, Damage, tile_grid_shape, tiles_to_rects
 from .protocol import clipboard as xclip
@@ -57,6 +60,9 @@ EDS_STATUS_OK = 0
 EDS_STATUS_PROHIBITED = 1
 EDS_STATUS_INVALID = 3
 
+#: Client messages dropped for a view-only principal.
+_INPUT_MESSAGES = (m.KeyEvent, m.QemuExtendedKeyEvent, m.PointerEvent, m.ClientCutText, m.SetDesktopSize)
+
 
 @dataclass
 class SessionStats:
@@ -70,6 +76,7 @@ class SessionStats:
     frames_skipped: int = 0
     encode_seconds: float = 0.0
     last_generation_sent: int = -1
+    copyrects_sent: int = 0
     rtt_ms: float | None = None
 
 
@@ -87,7 +94,10 @@ class Session:
             security_types=server.config.security_types,
             password=server.config.password,
             limits=server.config.limits,
+            **server.auth.connection_options(stream.peer, stream.kind, server.config.security_types),
         )
+        #: True when the principal may only watch: its input messages are dropped.
+        self.view_only = False
         self.pixel_format: PixelFormat = SERVER_DEFAULT
         self.encodings: tuple[int, ...] = ()
         self.encode_context = EncodeContext(tight_gradient=server.config.tight_gradient)
@@ -100,6 +110,9 @@ class Session:
         self.client_size = (fb.width, fb.height)
         self.damage = np.zeros(tile_grid_shape(fb.width, fb.height), dtype=bool)
         self.resize_pending = False
+        #: CopyRects accepted for this client and not sent yet; the next update sends them first.
+        #: With ``damage`` they keep the invariant in copyrect.py's docstring.
+        self.copies: list[copyrect.Copy] = []
         self.request: m.FramebufferUpdateRequest | None = None
         self.continuous: tuple[int, int, int, int] | None = None
         self._pseudo: list[bytes] = []  # pseudo-rectangles for the next update
@@ -191,12 +204,15 @@ class Session:
                 self._handle(event)
 
     def _on_client_init(self, event: ClientInit) -> list[Any]:
+        self.principal = self.connection.principal
+        self.view_only = is_view_only(self.principal)
         self.shared = event.shared
         if not event.shared:
             self.server.disconnect_others(self)
         fb = self.server.framebuffer
         self.client_size = (fb.width, fb.height)
-        self.damage = np.zeros(tile_grid_shape(fb.width, fb.height), dtype=bool)
+        # All dirty: the client holds no pixels yet (CopyRect relies on clean tiles being exact).
+        self.damage = np.ones(tile_grid_shape(fb.width, fb.height), dtype=bool)
         pending = self.connection.send_server_init(
             fb.width, fb.height, SERVER_DEFAULT, self.server.name_bytes
         )
@@ -216,6 +232,15 @@ class Session:
         if handler is None:  # pragma: no cover - every parsed message type has a handler
             log.debug("client %s: ignoring %s", self.peer, type(msg).__name__)
             return
+        if self.view_only and isinstance(msg, _INPUT_MESSAGES):
+            if isinstance(msg, m.SetDesktopSize):  # answer, so the client stops waiting
+                fb = self.server.framebuffer
+                rect = self._extended_desktop_size(
+                    EDS_REASON_CLIENT, EDS_STATUS_PROHIBITED, fb.width, fb.height
+                )
+                self._pseudo.append(rect)
+                self._wake.set()
+            return
         handler(self, msg)
 
     def _on_set_pixel_format(self, msg: m.SetPixelFormat) -> None:
@@ -229,6 +254,8 @@ class Session:
         before = set(self.encodings)
         self.encodings = msg.encodings
         added = set(msg.encodings) - before
+        if self.copies and not self.supports(Encoding.COPY_RECT):
+            self._drop_copies()
         for enc in msg.encodings:
             if m.COMPRESS_LEVEL_0 <= enc <= m.COMPRESS_LEVEL_9:
                 self.encode_context.compress_level = enc - m.COMPRESS_LEVEL_0
@@ -335,6 +362,8 @@ class Session:
             self.send_message(m.server_cut_text_extended(xclip.request()))
         elif message.action == xclip.ACTION_PROVIDE and message.text is not None:
             self.server.emit(self, {"type": "clipboard", "text": message.text})
+        elif message.action == xclip.ACTION_PROVIDE and message.dropped:
+            log.warning("client %s: %d-byte clipboard dropped (limit %d)", self.peer, message.dropped, limit)
         elif message.action == xclip.ACTION_REQUEST and message.formats & xclip.FORMAT_TEXT:
             self.send_message(m.server_cut_text_extended(xclip.provide(self.server.clipboard)))
         elif message.action == xclip.ACTION_PEEK:
@@ -359,11 +388,36 @@ class Session:
         if damage.resized:
             self.damage = damage.tiles.copy()
             self.resize_pending = True
+            self.copies.clear()  # everything is sent again after a resize
         elif damage.tiles.shape == self.damage.shape:
             if self.request is None and self.continuous is None and self.damage.any():
                 self.stats.frames_skipped += 1
-            self.damage |= damage.tiles
+            self.damage |= self._take_copies(damage)
         self._wake.set()
+
+    def _take_copies(self, damage: Damage) -> np.ndarray:
+        """Queue the copies this client can apply (copyrect.py says why it is safe); return the
+        tiles it still needs as pixels. Must run before ``damage`` is OR-ed into ``self.damage``."""
+        fb = self.server.framebuffer
+        if (
+            not damage.copies
+            or not self.supports(Encoding.COPY_RECT)
+            or self.resize_pending
+            or self.client_size != (fb.width, fb.height)
+            or len(self.copies) >= copyrect.MAX_PENDING_COPIES
+        ):
+            return damage.tiles
+        accepted = copyrect.usable_copies(damage.copies, self.damage)
+        if not accepted:
+            return damage.tiles
+        self.copies.extend(accepted)
+        return copyrect.tiles_outside(damage, accepted)
+
+    def _drop_copies(self) -> None:
+        """Forget queued copies; their destinations become ordinary damage."""
+        for copy in self.copies:
+            self._mark_region(copy.dst_x, copy.dst_y, copy.width, copy.height)
+        self.copies.clear()
 
     def send_message(self, data: bytes) -> None:
         """Queue a non-update server message (cut text, fence, ...) for the writer task."""
@@ -401,7 +455,7 @@ class Session:
                 await self._wake.wait()
                 self._wake.clear()
                 if self._outbox:
-                    data = b"".join(self._outbox)
+                    data = self._wire(b"".join(self._outbox))
                     self._outbox.clear()
                     await self.stream.write(data)
                     self.stats.bytes_sent += len(data)
@@ -409,6 +463,7 @@ class Session:
                     update = self._build_update()
                     if update is not None:
                         self.request = None
+                        update = self._wire(update)
                         await self.stream.write(update)
                         self.stats.bytes_sent += len(update)
                         self.stats.updates_sent += 1
@@ -420,6 +475,11 @@ class Session:
             log.warning("client %s: %s; closing it", self.peer, exc)
             self._closing = True
             await self.stream.close()
+
+    def _wire(self, data: bytes) -> bytes:
+        """Server messages as they go on the wire (sealed under RA2/RA2_256), in call order."""
+        self.connection.send(data)
+        return self.connection.data_to_send()
 
     def _choose_encoder(self) -> Any:
         for enc in self.encodings:
@@ -454,6 +514,14 @@ class Session:
             self._cursor_pending = False
             parts.append(self.server.cursor.rect(self.pixel_format))
             count += 1
+        copies = len(self.copies)
+        if copies:
+            # Queued CopyRects go before every pixel rect: they read client pixels that the rects
+            # below may overwrite. Sent whatever the requested region, as copyrect.py assumes.
+            parts.extend(copyrect_rect(*copy) for copy in self.copies)
+            count += copies
+            self.copies.clear()
+            self.stats.copyrects_sent += copies
         cw, ch = self.client_size
         cx0, cy0 = max(0, clip[0]), max(0, clip[1])
         cx1, cy1 = min(cw, fb.width, clip[0] + clip[2]), min(ch, fb.height, clip[1] + clip[3])
@@ -475,7 +543,7 @@ class Session:
             count += 1
         self.stats.encode_seconds += time.perf_counter() - started
         self.stats.rects_sent += len(pieces)
-        if pieces:
+        if pieces or copies:
             self.stats.last_generation_sent = fb.generation
         return m.framebuffer_update_header(count) + b"".join(parts)
 

@@ -92,12 +92,27 @@ def find_subimage(screen: np.ndarray, image: np.ndarray) -> tuple[int, int] | No
 
 
 @contextlib.contextmanager
-def tigervnc(xvfb: Xvfb, port: int, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
+def tigervnc(
+    xvfb: Xvfb,
+    port: int,
+    *extra: str,
+    encoding: str = "Tight",
+    low_color_level: int | None = None,
+    view_only: bool = True,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """TigerVNC's viewer, full screen on ``xvfb``, asking for ``encoding`` (Tight, ZRLE, Hextile, Raw).
+
+    ``low_color_level`` 0, 1 or 2 makes it ask for one of its 8 bpp true-colour formats (RGB111,
+    RGB222, RGB332) instead of full colour; ``view_only=False`` lets it send input and its clipboard.
+    """
     require("xtigervncviewer")
+    colour = ["-FullColor"]
+    if low_color_level is not None:
+        colour = ["-FullColor=0", "-LowColorLevel", str(low_color_level)]
     args = [
         "xtigervncviewer", "-FullScreen", "-RemoteResize=0", "-SecurityTypes", "None", "-AutoSelect=0",
-        "-PreferredEncoding", "Tight", "-FullColor", "-Shared", "-ViewOnly", "-AlertOnFatalError=0",
-        "-ReconnectOnError=0", *extra, f"127.0.0.1::{port}",
+        "-PreferredEncoding", encoding, *colour, "-Shared", *(["-ViewOnly"] if view_only else []),
+        "-AlertOnFatalError=0", "-ReconnectOnError=0", *extra, f"127.0.0.1::{port}",
     ]  # fmt: skip
     proc = subprocess.Popen(args, env=xvfb.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

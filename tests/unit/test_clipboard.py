@@ -33,8 +33,15 @@ def test_provide_bomb_is_bounded() -> None:
     bomb = struct.pack(">I", xclip.ACTION_PROVIDE | xclip.FORMAT_TEXT) + zlib.compress(
         struct.pack(">I", 50_000_000) + b"a" * 50_000_000
     )
-    with pytest.raises(ProtocolError):
-        xclip.parse(bomb, 1 << 20)
+    msg = xclip.parse(bomb, 1 << 20)  # inflates at most the limit, then drops the text
+    assert msg.action == xclip.ACTION_PROVIDE and msg.text is None and msg.dropped == 50_000_000
+
+
+def test_oversize_provide_is_dropped_not_fatal() -> None:
+    # noVNC answers our Request with the whole clipboard, whatever size our Caps announced.
+    msg = xclip.parse(xclip.provide("x" * 101), 100)
+    assert msg.action == xclip.ACTION_PROVIDE and msg.text is None and msg.dropped == 102
+    assert xclip.parse(xclip.provide("x" * 99), 100).text == "x" * 99
 
 
 @pytest.mark.parametrize("data", [b"", b"\0\0", struct.pack(">I", xclip.ACTION_CAPS | 0xFFFF)])

@@ -35,6 +35,7 @@ class ClipboardMessage:
     formats: int
     text: str | None = None  # Provide with text
     sizes: tuple[int, ...] = ()  # Caps: max sizes per format
+    dropped: int = 0  # Provide: size of a text over the limit, dropped unread
 
 
 def caps(max_text_size: int) -> bytes:
@@ -88,7 +89,10 @@ def parse(payload: bytes, max_text_size: int) -> ClipboardMessage:
         (size,) = struct.unpack_from(">I", data, offset)
         offset += 4
         if size > max_text_size:
-            raise ProtocolError(f"extended clipboard Provide of {size} bytes (limit {max_text_size})")
+            # Dropped unread, not fatal (TigerVNC's server drops it too): Caps' size limit only binds
+            # unsolicited Provides, and a client may answer our Request with more (noVNC always does).
+            dropped = size if 1 << bit == FORMAT_TEXT else 0
+            return ClipboardMessage(ACTION_PROVIDE, formats, text=text, dropped=dropped)
         chunk = data[offset : offset + size]
         if len(chunk) < size:
             raise ProtocolError("extended clipboard Provide truncated")

@@ -6,6 +6,13 @@ get back events (:class:`ClientInit` and the client-message dataclasses of
 :meth:`ServerConnection.data_to_send`. It never touches a socket, so tests drive it with literal
 bytes. On any violation it queues whatever failure reason the negotiated protocol version has room
 for and raises :class:`ProtocolError`; the caller flushes :meth:`data_to_send` and closes.
+
+Credentials are judged by a ``verify`` callable (:class:`~pdum.rfb.protocol.security.Credentials`
+in, principal out, :class:`AuthenticationFailed` to refuse); without one the client must know
+``password``. RSA-AES (:mod:`.rsaaes`) adds a record layer: once its keys are agreed,
+:meth:`ServerConnection.receive_data` strips it from incoming bytes and :meth:`~ServerConnection.send`
+/ :meth:`~ServerConnection.data_to_send` apply it to outgoing ones -- for RA2 and RA2_256 for the
+rest of the connection, so the caller must send *every* server message through :meth:`send`.
 """
 
 from __future__ import annotations
@@ -13,27 +20,30 @@ from __future__ import annotations
 import enum
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from . import security
-from .errors import ProtocolError
+from . import rsaaes, security
+from .errors import AuthenticationFailed, ProtocolError, Refused
 from .messages import DEFAULT_LIMITS, ClientMessage, Limits, parse_client_message, server_init
 from .pixelformat import PixelFormat
-from .security import SecurityType
+from .rsaaes import RecordOpener, RecordSealer, RsaAesServer, Step
+from .security import Credentials, SecurityType
 
 SERVER_VERSION = b"RFB 003.008\n"
 _VERSION_RE = re.compile(rb"RFB (\d{3})\.(\d{3})\n")
 
-
-class AuthenticationFailed(ProtocolError):
-    """The client did not prove it knows the secret."""
+#: Judges a client's credentials: returns the principal (any object, ``None`` for anonymous) or
+#: raises :class:`AuthenticationFailed` (its message is sent to RFB 3.8 clients as the reason).
+Verifier = Callable[[Credentials], Any]
 
 
 class State(enum.Enum):
     VERSION = "version"
     SECURITY_TYPE = "security-type"
     VNC_AUTH = "vnc-auth"
+    RSA_AES = "rsa-aes"
     CLIENT_INIT = "client-init"
     SERVER_INIT = "server-init"
     NORMAL = "normal"
@@ -74,18 +84,40 @@ class ServerConnection:
         security_types: Sequence[SecurityType] = (SecurityType.NONE,),
         password: str | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        verify: Verifier | None = None,
+        rsa_key: Any = None,
+        ask_username: bool = False,
+        refuse: str | None = None,
     ) -> None:
-        if SecurityType.VNC_AUTH in security_types and password is None:
-            raise ValueError("VncAuth needs a password")
+        """``verify`` judges credentials (default: they must match ``password``); ``rsa_key`` is
+        the server's RSA private key, needed when an RSA-AES type is offered; ``ask_username``
+        makes RSA-AES ask for a username too (subtype 1); ``refuse`` turns the client away with
+        that reason right after the version exchange (e.g. while its address is locked out)."""
+        for t in security_types:
+            if t in security.AUTHENTICATED and password is None and verify is None:
+                name = "VncAuth" if t is SecurityType.VNC_AUTH else SecurityType(t).name
+                raise ValueError(f"{name} needs a password (or a verify callable)")
+            if t in security.RSA_AES and rsa_key is None:
+                raise ValueError(f"{SecurityType(t).name} needs an RSA key (rsa_key=)")
         self.security_types = tuple(security_types)
         self.password = password
         self.limits = limits
+        self.rsa_key = rsa_key
+        self.ask_username = ask_username
+        self.refuse = refuse
+        self._verify = verify
         self.state = State.VERSION
         self.version: tuple[int, int] | None = None
         self.security_type: SecurityType | None = None
-        self._inbuf = bytearray()
+        #: What ``verify`` returned for this client (``None`` without authentication).
+        self.principal: Any = None
+        self._inbuf = bytearray()  # plaintext not yet part of a complete message
+        self._raw = bytearray()  # received bytes still under the record layer
         self._outbuf = bytearray(SERVER_VERSION)
         self._challenge = b""
+        self._rsa_aes: RsaAesServer | None = None
+        self._sealer: RecordSealer | None = None
+        self._opener: RecordOpener | None = None
         #: Set once the server has acknowledged ExtendedMouseButtons (changes PointerEvent framing).
         self.extended_mouse = False
 
@@ -96,28 +128,55 @@ class ServerConnection:
         return data
 
     def send(self, data: bytes) -> None:
-        """Queue server-to-client bytes produced outside the handshake (updates, cut text...)."""
-        self._outbuf += data
+        """Queue server-to-client bytes produced outside the handshake (updates, cut text...).
+
+        Under RA2/RA2_256 they are sealed into records here, in call order, so every server
+        message must go through this method (and then :meth:`data_to_send`)."""
+        self._write(data)
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether bytes after the handshake go through the RSA-AES record layer."""
+        return self._sealer is not None
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete message."""
-        return len(self._inbuf)
+        return len(self._inbuf) + len(self._raw)
 
     def receive_data(self, data: bytes) -> list[Event]:
         if self.state is State.CLOSED:
             raise ProtocolError("connection already closed")
-        self._inbuf += data
+        if self._opener is not None:
+            self._raw += data
+        else:
+            self._inbuf += data
         events: list[Event] = []
         try:
             while True:
-                before = len(self._inbuf), self.state
+                before = self._progress()
                 self._step(events)
-                if (len(self._inbuf), self.state) == before:
-                    return events
+                if self._progress() != before:
+                    continue
+                # Stuck: open one more record, if any (one at a time, so that RA2ne can hand
+                # the bytes after its last record back to the plaintext path).
+                if self._opener is not None:
+                    plaintext = self._opener.open(self._raw)
+                    if plaintext is not None:
+                        self._inbuf += plaintext
+                        continue
+                return events
         except ProtocolError:
             self.state = State.CLOSED
             raise
+
+    def _progress(self) -> tuple[int, State, Step | None]:
+        return len(self._inbuf), self.state, self._rsa_aes.step if self._rsa_aes else None
+
+    def _write(self, data: bytes) -> None:
+        if not data:
+            return
+        self._outbuf += self._sealer.seal(data) if self._sealer is not None else data
 
     def send_server_init(
         self, width: int, height: int, pixel_format: PixelFormat, name: bytes
@@ -125,7 +184,7 @@ class ServerConnection:
         """Answer ClientInit; returns any client messages that were already pipelined behind it."""
         if self.state is not State.SERVER_INIT:
             raise RuntimeError(f"ServerInit in state {self.state}")
-        self._outbuf += server_init(width, height, pixel_format, name)
+        self._write(server_init(width, height, pixel_format, name))
         self.state = State.NORMAL
         return self.receive_data(b"")
 
@@ -137,6 +196,8 @@ class ServerConnection:
             self._read_security_type()
         elif self.state is State.VNC_AUTH:
             self._read_vnc_auth()
+        elif self.state is State.RSA_AES:
+            self._read_rsa_aes()
         elif self.state is State.CLIENT_INIT:
             if self._inbuf:
                 shared = self._inbuf[0] != 0
@@ -161,6 +222,12 @@ class ServerConnection:
             raise ProtocolError(f"malformed ProtocolVersion {bytes(self._inbuf[:12])!r}")
         del self._inbuf[:12]
         self.version = negotiate_version(int(match.group(1)), int(match.group(2)))
+        if self.refuse is not None:
+            # 3.3: "security type 0" + reason; 3.7+: an empty security-type list + reason.
+            reason = self.refuse.encode()
+            head = struct.pack(">I", 0) if self.version == (3, 3) else b"\x00"
+            self._write(head + struct.pack(">I", len(reason)) + reason)
+            raise Refused(self.refuse)
         offered = [t for t in self.security_types if t in security.IMPLEMENTED]
         if self.version == (3, 3):
             # 3.3: the server chooses; prefer authentication when it is configured.
@@ -170,19 +237,19 @@ class ServerConnection:
             if chosen is None:
                 self._fail_33("no security type available to an RFB 3.3 client")
             assert chosen is not None
-            self._outbuf += struct.pack(">I", chosen)
+            self._write(struct.pack(">I", chosen))
             self._begin_security(chosen)
             return
         if not offered:
             reason = b"no security type configured"
-            self._outbuf += b"\x00" + struct.pack(">I", len(reason)) + reason
+            self._write(b"\x00" + struct.pack(">I", len(reason)) + reason)
             raise ProtocolError(reason.decode())
-        self._outbuf += bytes([len(offered), *offered])
+        self._write(bytes([len(offered), *offered]))
         self.state = State.SECURITY_TYPE
 
     def _fail_33(self, reason: str) -> None:
         data = reason.encode()
-        self._outbuf += struct.pack(">II", 0, len(data)) + data
+        self._write(struct.pack(">II", 0, len(data)) + data)
         raise ProtocolError(reason)
 
     def _read_security_type(self) -> None:
@@ -199,12 +266,17 @@ class ServerConnection:
         self.security_type = chosen
         if chosen is SecurityType.NONE:
             if self.version == (3, 8):
-                self._outbuf += struct.pack(">I", 0)
+                self._write(struct.pack(">I", 0))
             self.state = State.CLIENT_INIT
         elif chosen is SecurityType.VNC_AUTH:
             self._challenge = security.new_challenge()
-            self._outbuf += self._challenge
+            self._write(self._challenge)
             self.state = State.VNC_AUTH
+        elif chosen in security.RSA_AES:
+            subtype = rsaaes.SUBTYPE_USER_PASS if self.ask_username else rsaaes.SUBTYPE_PASS
+            self._rsa_aes = RsaAesServer(chosen, self.rsa_key, subtype=subtype)
+            self._write(self._rsa_aes.hello())
+            self.state = State.RSA_AES
         else:  # pragma: no cover - guarded by IMPLEMENTED
             raise ProtocolError(f"security type {chosen} not implemented")
 
@@ -213,16 +285,59 @@ class ServerConnection:
             return
         response = bytes(self._inbuf[:16])
         del self._inbuf[:16]
-        assert self.password is not None
-        if not security.vnc_auth_check(self.password, self._challenge, response):
-            self._security_failure("authentication failed", AuthenticationFailed)
-        self._outbuf += struct.pack(">I", 0)
+        self._authenticate(Credentials(SecurityType.VNC_AUTH, challenge=self._challenge, response=response))
+
+    def _read_rsa_aes(self) -> None:
+        handshake = self._rsa_aes
+        assert handshake is not None
+        step = handshake.step
+        if step is Step.CLIENT_KEY:
+            self._write(handshake.read_client_key(self._inbuf) or b"")
+        elif step is Step.CLIENT_RANDOM:
+            our_hash = handshake.read_client_random(self._inbuf)
+            if our_hash is not None:
+                # Everything the client sends from here on is sealed, including what we hold.
+                self._sealer = RecordSealer(handshake.send_key)
+                self._opener = RecordOpener(handshake.receive_key)
+                self._raw[:0] = self._inbuf
+                self._inbuf.clear()
+                self._write(our_hash)
+        elif step is Step.CLIENT_HASH:
+            self._write(handshake.read_client_hash(self._inbuf) or b"")
+        elif step is Step.CREDENTIALS:
+            credentials = handshake.read_credentials(self._inbuf)
+            if credentials is None:
+                return
+            self._rsa_aes = None
+            if not handshake.all_encrypted:
+                # RA2ne: the SecurityResult and everything after it are plaintext again.
+                if self._inbuf:
+                    raise ProtocolError("unexpected bytes after the RSA-AES credentials")
+                self._inbuf += self._raw
+                self._raw.clear()
+                self._sealer = self._opener = None
+            username, password = credentials
+            self._authenticate(Credentials(handshake.security_type, username, password))
+
+    def _authenticate(self, credentials: Credentials) -> None:
+        """Let ``verify`` judge the credentials; SecurityResult OK, or failed with its reason."""
+        try:
+            if self._verify is not None:
+                self.principal = self._verify(credentials)
+            elif self.password is not None and credentials.check_password(self.password):
+                self.principal = credentials.username
+            else:
+                raise AuthenticationFailed("authentication failed")
+        except AuthenticationFailed as exc:
+            self._security_failure(str(exc) or "authentication failed", AuthenticationFailed)
+        self._write(struct.pack(">I", 0))
         self.state = State.CLIENT_INIT
 
     def _security_failure(self, reason: str, error: type[ProtocolError] = ProtocolError) -> None:
         """SecurityResult 'failed', with a reason string where the version has one (3.8)."""
         data = reason.encode()
-        self._outbuf += struct.pack(">I", 1)
+        result = struct.pack(">I", 1)
         if self.version == (3, 8):
-            self._outbuf += struct.pack(">I", len(data)) + data
+            result += struct.pack(">I", len(data)) + data
+        self._write(result)
         raise error(reason)

@@ -9,3 +9,11 @@ class ProtocolError(Exception):
     The message is meant for a log line (and, where the protocol has a place for it, for the
     client as a failure reason); it never contains secrets.
     """
+
+
+class AuthenticationFailed(ProtocolError):
+    """The client did not prove it knows the secret (or was refused before it could try)."""
+
+
+class Refused(AuthenticationFailed):
+    """The client was turned away before authenticating, e.g. after too many failures."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import hmac
 import os
+from dataclasses import dataclass, field
 
 from Crypto.Cipher import DES
 
@@ -29,10 +30,65 @@ SECURITY_NAMES: dict[str, SecurityType] = {
     "none": SecurityType.NONE,
     "vnc": SecurityType.VNC_AUTH,
     "vncauth": SecurityType.VNC_AUTH,
+    "ra2": SecurityType.RA2,
+    "ra2ne": SecurityType.RA2NE,
+    "ra2_256": SecurityType.RA2_256,
+    "ra2ne_256": SecurityType.RA2NE_256,
 }
 
 #: The security types this build can actually perform.
-IMPLEMENTED = (SecurityType.NONE, SecurityType.VNC_AUTH)
+IMPLEMENTED = (
+    SecurityType.NONE,
+    SecurityType.VNC_AUTH,
+    SecurityType.RA2,
+    SecurityType.RA2NE,
+    SecurityType.RA2_256,
+    SecurityType.RA2NE_256,
+)
+
+#: Types whose client must present a secret (a password, or a username and password).
+AUTHENTICATED = tuple(t for t in IMPLEMENTED if t is not SecurityType.NONE)
+
+#: The RSA-AES family (TigerVNC): the server needs an RSA key for these.
+RSA_AES = (SecurityType.RA2, SecurityType.RA2NE, SecurityType.RA2_256, SecurityType.RA2NE_256)
+
+
+def security_name(security_type: int) -> str:
+    """The lower-case name ``serve(security=...)`` uses for a type ("vnc", "ra2", ...)."""
+    for name, value in SECURITY_NAMES.items():
+        if value == security_type and name != "vncauth":
+            return name
+    return str(int(security_type))
+
+
+def _utf8(text: str) -> bytes:
+    # surrogateescape round-trips bytes that were not valid UTF-8 on the wire
+    return text.encode("utf-8", errors="surrogateescape")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a client presented during the security handshake. Never logged: the secrets are
+    left out of ``repr``.
+
+    ``password`` is the cleartext a client sent under RSA-AES (or TLS); VncAuth never reveals the
+    password, only a DES response to our challenge, so there it is ``None`` and
+    :meth:`check_password` tests a candidate against the response instead.
+    """
+
+    security_type: SecurityType
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    challenge: bytes = field(default=b"", repr=False)
+    response: bytes = field(default=b"", repr=False)
+
+    def check_password(self, candidate: str) -> bool:
+        """Whether the client proved it knows ``candidate`` (constant time)."""
+        if self.security_type is SecurityType.VNC_AUTH:
+            return len(self.challenge) == 16 and vnc_auth_check(candidate, self.challenge, self.response)
+        if self.password is None:
+            return False
+        return hmac.compare_digest(_utf8(self.password), _utf8(candidate))
 
 
 def _reverse_bits(byte: int) -> int:

@@ -1,0 +1,114 @@
+"""The benchmark harness behind ``pdum-rfb benchmark``.
+
+Sections (``--only`` picks some):
+
+* ``encoders``: each encoder alone on whole frames of each scene and size (ms per frame, MB/s of
+  RGB input, bytes per frame), see :mod:`.encoders`;
+* ``peer``: pdum.rfb against libvncserver, the C reference, serving the same frames to the same
+  libvncclient client (bytes on the wire, server CPU per frame), see :mod:`.peer`;
+* ``latency``: publish-to-decoded time per frame for both servers at 1280x720;
+* ``scaling``: server CPU per published frame with 1, 4 and 16 clients, both servers.
+
+It lives in the package (not only in ``benchmarks/``) so the CLI can run it from any checkout;
+the C peer programs stay in ``benchmarks/peer/`` and are compiled at run time. Tables print as
+Markdown, progress goes to stderr, and ``--json`` writes every number plus the machine facts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import encoders, peer, report
+
+SECTIONS = ("encoders", "peer", "latency", "scaling")
+
+
+def _loadavg() -> float | None:
+    """The 1-minute load average: numbers taken on a busy machine say so."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run(sections: Sequence[str] = SECTIONS, *, quick: bool = False) -> tuple[dict[str, Any], str]:
+    """Run the chosen sections; return (JSON-ready results, Markdown report)."""
+    started = time.perf_counter()
+    info = report.machine()
+    info["loadavg_start"] = _loadavg()
+    results: dict[str, Any] = {"machine": info, "quick": quick, "sections": list(sections)}
+    parts = ["### Machine\n", report.machine_text(info), ""]
+    if "encoders" in sections:
+        rows = encoders.run_encoders(
+            sizes=encoders.QUICK_SIZES if quick else encoders.FULL_SIZES,
+            scenes=encoders.QUICK_SCENES if quick else encoders.FULL_SCENES,
+            budget_s=0.1 if quick else 0.5,
+            min_frames=2 if quick else 5,
+            max_frames=20 if quick else 50,
+            progress=_progress,
+        )
+        results["encoders"] = [r.as_dict() for r in rows]
+        parts += ["### Encoder throughput (one whole frame per call, 32 bpp RGBX client format)\n",
+                  encoders_note(), "", report.encoders_text(rows)]  # fmt: skip
+    peer_sections = [
+        ("peer", peer.peer_cases, report.peer_text, "Peer comparison with libvncserver (1 client)"),
+        ("latency", peer.latency_cases, report.latency_text, "Publish-to-client latency (1 client)"),
+        ("scaling", peer.scaling_cases, report.scaling_text, "Scaling with the number of clients"),
+    ]
+    for name, cases, render, title in peer_sections:
+        if name not in sections:
+            continue
+        try:
+            runs = peer.run_cases(cases(quick), repeats=1 if quick else 3, progress=_progress)
+        except peer.Skip as exc:
+            results[name] = {"skipped": str(exc)}
+            parts += [f"### {title}\n", f"skipped: {exc}", ""]
+            continue
+        results[name] = [r.as_dict() for r in runs]
+        parts += [f"### {title}\n", render(runs), ""]
+    results["seconds"] = time.perf_counter() - started
+    results["loadavg_end"] = _loadavg()
+    parts.append(
+        f"(benchmark took {results['seconds']:.0f} s; 1-minute load average {info['loadavg_start']} at the "
+        f"start, {results['loadavg_end']} at the end: other work on the machine disturbs the numbers)"
+    )
+    return results, "\n".join(parts)
+
+
+def encoders_note() -> str:
+    return (
+        "ms/frame is the median over the timed frames; MB/s is raw RGB input (3 bytes/pixel) per "
+        "second; bytes/frame includes 12-byte rectangle headers; 'of Raw32' compares with 4 bytes/pixel."
+    )
+
+
+def _no_nan(value: Any) -> Any:
+    """NaN (a measurement that could not be made) becomes null: JSON has no NaN."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return value
+
+
+def main(*, quick: bool = False, json_path: str | None = None, only: Sequence[str] | None = None) -> int:
+    """``pdum-rfb benchmark``: print the Markdown report, optionally write the JSON."""
+    sections = tuple(only) if only else SECTIONS
+    results, text = run(sections, quick=quick)
+    print(text, flush=True)
+    if json_path:
+        Path(json_path).write_text(json.dumps(_no_nan(results), indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {json_path}", file=sys.stderr)
+    return 0

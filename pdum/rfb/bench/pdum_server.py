@@ -1,0 +1,135 @@
+"""pdum.rfb's side of the peer benchmark: a server process that mirrors ``benchmarks/peer/lvs_server.c``.
+
+usage: ``python -m pdum.rfb.bench.pdum_server PORT WIDTH HEIGHT NFRAMES FRAMEFILE NCLIENTS TIMEOUT_S``
+
+It runs in its own process, like the C server, so the harness measures both the same way: each
+server reads ``getrusage(RUSAGE_SELF)`` (user + system CPU of the whole process, every thread)
+around the lock-step run and prints it. The protocol is the C server's:
+
+* frame 0 is published before anyone connects; once NCLIENTS clients hold it and have asked for
+  more (plus a short settle, so start-up updates such as ExtendedDesktopSize cannot leave a
+  request in flight), the run starts;
+* frame k+1 is published only when every client has been sent frame k and has sent its next
+  FramebufferUpdateRequest, so every client receives every frame exactly once.
+
+To notice requests without polling (a poll loop would bill our server for CPU the C server does
+not spend), the benchmark wraps the session's FramebufferUpdateRequest handler to set an event.
+That is a benchmark-only hook: the session has no public "request arrived" callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..display import Display, serve
+from ..protocol import messages as m
+from ..session import Session
+
+#: Extra wait once everyone holds frame 0, so late start-up requests have arrived (the C server
+#: does the same).
+SETTLE_S = 0.2
+
+
+def _cpu_seconds() -> tuple[float, float, int]:
+    """(user, system) CPU seconds of this process (every thread) and its minor page faults:
+    what the C server reads too."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime, usage.ru_minflt
+
+
+def _caught_up(display: Display, session: Session) -> bool:
+    """The client has been sent the current frame and asked for the next update."""
+    return (
+        session.ready
+        and session.request is not None
+        and session.stats.last_generation_sent == display.generation
+        and not session.damage.any()
+    )
+
+
+async def _run(port: int, width: int, height: int, nframes: int, path: str, nclients: int) -> dict[str, Any]:
+    frames = np.fromfile(path, dtype=np.uint8, count=nframes * height * width * 3)
+    frames = frames.reshape(nframes, height, width, 3)
+    wake = asyncio.Event()
+    original = Session._handlers[m.FramebufferUpdateRequest]
+
+    def on_request(session: Session, msg: Any) -> None:
+        original(session, msg)
+        wake.set()
+
+    Session._handlers[m.FramebufferUpdateRequest] = on_request
+    display = await serve(width, height, host="127.0.0.1", port=None, vnc_port=port, name="pdum.rfb")
+    try:
+        display.publish(frames[0])
+        print(f"READY {display.vnc_port}", flush=True)
+        sessions = display.server.sessions
+
+        async def everyone_caught_up() -> None:
+            while True:
+                wake.clear()
+                if len(sessions) >= nclients and all(_caught_up(display, s) for s in sessions.values()):
+                    return
+                await wake.wait()
+
+        await everyone_caught_up()
+        await asyncio.sleep(SETTLE_S)
+        await everyone_caught_up()
+        bytes0 = sum(s.stats.bytes_sent for s in sessions.values())
+        publish_ns: list[int] = []
+        cpu0 = _cpu_seconds()
+        wall0 = time.perf_counter()
+        for k in range(1, nframes):
+            publish_ns.append(time.monotonic_ns())
+            display.publish(frames[k])
+            await everyone_caught_up()
+        wall1 = time.perf_counter()
+        cpu1 = _cpu_seconds()
+        bytes1 = sum(s.stats.bytes_sent for s in sessions.values())
+        return {
+            "cpu_s": (cpu1[0] - cpu0[0]) + (cpu1[1] - cpu0[1]),
+            "cpu_user_s": cpu1[0] - cpu0[0],
+            "cpu_sys_s": cpu1[1] - cpu0[1],
+            "wall_s": wall1 - wall0,
+            "frames": nframes - 1,
+            "clients": len(sessions),
+            "bytes_sent": bytes1 - bytes0,
+            "minor_faults": cpu1[2] - cpu0[2],
+            "publish_ns": publish_ns,
+        }
+    finally:
+        await display.aclose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 7:
+        print(__doc__, file=sys.stderr)
+        return 2
+    port, width, height, nframes = (int(v) for v in args[:4])
+    path, nclients, timeout = args[4], int(args[5]), int(args[6])
+    signal.alarm(timeout + 5)  # a backstop in case the event loop itself wedges
+
+    async def bounded() -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            return await _run(port, width, height, nframes, path, nclients)
+
+    try:
+        result = asyncio.run(bounded())
+    except TimeoutError:
+        print("pdum_server: timed out", file=sys.stderr)
+        return 1
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

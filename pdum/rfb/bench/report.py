@@ -1,0 +1,172 @@
+"""Markdown tables and machine facts for benchmark results.
+
+The tables are Markdown so that one run's output can be pasted into ``docs/performance.md``
+unchanged; numbers are printed as measured (a fixed number of significant digits, nothing
+rounded towards anyone).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from .encoders import EncoderResult
+from .peer import Run
+
+
+def machine() -> dict[str, Any]:
+    """What a reader needs to compare numbers across machines."""
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+
+    def command(*args: str) -> str | None:
+        if shutil.which(args[0]) is None:
+            return None
+        done = subprocess.run(args, capture_output=True, text=True)
+        return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else None
+
+    checkout = Path(__file__).resolve().parents[3]
+    git = (
+        command("git", "-C", str(checkout), "describe", "--always", "--dirty")
+        if (checkout / ".git").exists()
+        else None
+    )
+    return {
+        "git": git,
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "zlib": zlib.ZLIB_RUNTIME_VERSION,
+        "pdum_rfb": __version__,
+        "libvncserver": command("pkg-config", "--modversion", "libvncserver"),
+        "gcc": command("gcc", "--version"),
+    }
+
+
+def fmt(value: float, digits: int = 3) -> str:
+    """``digits`` significant digits, no scientific notation for ordinary magnitudes."""
+    if math.isnan(value):
+        return "n/a"
+    if value == 0:
+        return "0"
+    if math.isinf(value):
+        return "inf"
+    magnitude = int(math.floor(math.log10(abs(value))))
+    decimals = max(0, digits - 1 - magnitude)
+    return f"{value:,.{decimals}f}"
+
+
+def ratio(ours: float, theirs: float) -> str:
+    if any(math.isnan(v) for v in (ours, theirs)) or theirs == 0:
+        return "n/a"
+    return f"{ours / theirs:.2f}"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine_text(info: dict[str, Any]) -> str:
+    return "\n".join(f"- {key}: {value}" for key, value in info.items())
+
+
+def encoders_text(results: Sequence[EncoderResult]) -> str:
+    out: list[str] = []
+    sizes = list(dict.fromkeys((r.width, r.height) for r in results))
+    for width, height in sizes:
+        rows = [
+            [r.scene, r.encoder, fmt(r.ms_per_frame), fmt(r.mb_per_s), f"{r.bytes_per_frame:,.0f}",
+             f"{100 * r.ratio:.2f}%", str(r.frames)]
+            for r in results
+            if (r.width, r.height) == (width, height)
+        ]  # fmt: skip
+        out.append(f"#### {width}x{height} (raw input {width * height * 3 / 1e6:.2f} MB per frame)\n")
+        headers = ["scene", "encoder", "ms/frame", "MB/s", "bytes/frame", "of Raw32", "frames"]
+        out.append(table(headers, rows))
+        out.append("")
+    return "\n".join(out)
+
+
+def _pairs(runs: Sequence[Run]) -> list[tuple[Run, Run]]:
+    """(pdum, libvncserver) runs of the same case, in order."""
+    by_key: dict[tuple[Any, ...], dict[str, Run]] = {}
+    for r in runs:
+        by_key.setdefault((r.scene, r.width, r.height, r.encoding, r.clients), {})[r.server] = r
+    return [(v["pdum"], v["libvncserver"]) for v in by_key.values() if {"pdum", "libvncserver"} <= v.keys()]
+
+
+def _status(a: Run, b: Run) -> str:
+    notes = []
+    for r in (a, b):
+        if r.error:
+            notes.append(f"{r.server}: {r.error}")
+        elif not r.verified:
+            notes.append(f"{r.server}: frames not verified")
+        elif r.min_updates < r.frames:
+            notes.append(f"{r.server}: a client missed frames")
+    return "; ".join(notes) or "yes"
+
+
+def peer_text(runs: Sequence[Run]) -> str:
+    rows = [
+        [f"{a.scene} {a.width}x{a.height}", a.encoding,
+         f"{a.bytes_per_frame:,.0f}", f"{b.bytes_per_frame:,.0f}",
+         ratio(a.bytes_per_frame, b.bytes_per_frame),
+         fmt(a.cpu_ms_per_frame), fmt(b.cpu_ms_per_frame), ratio(a.cpu_ms_per_frame, b.cpu_ms_per_frame),
+         fmt(a.sys_ms_per_frame), fmt(b.sys_ms_per_frame), fmt(a.faults_per_frame), fmt(b.faults_per_frame),
+         fmt(a.wall_ms_per_frame), fmt(b.wall_ms_per_frame), _status(a, b)]
+        for a, b in _pairs(runs)
+    ]  # fmt: skip
+    headers = ["scene", "encoding", "bytes/frame pdum", "bytes/frame lvs", "ratio",
+               "CPU ms/frame pdum", "CPU ms/frame lvs", "ratio", "kernel ms pdum", "kernel ms lvs",
+               "page faults/frame pdum", "page faults/frame lvs", "wall ms/frame pdum", "wall ms/frame lvs",
+               "all frames verified"]  # fmt: skip
+    return table(headers, rows)
+
+
+def latency_text(runs: Sequence[Run]) -> str:
+    rows = [
+        [f"{a.scene} {a.width}x{a.height}", a.encoding, f"{a.bytes_per_frame:,.0f}",
+         fmt(a.latency_ms_median), fmt(a.latency_ms_p95), fmt(b.latency_ms_median), fmt(b.latency_ms_p95),
+         ratio(a.latency_ms_median, b.latency_ms_median), _status(a, b)]
+        for a, b in _pairs(runs)
+    ]  # fmt: skip
+    headers = ["scene", "encoding", "bytes/frame pdum", "p50 ms pdum", "p95 ms pdum", "p50 ms lvs",
+               "p95 ms lvs", "p50 ratio", "all frames verified"]  # fmt: skip
+    return table(headers, rows)
+
+
+def scaling_text(runs: Sequence[Run]) -> str:
+    rows = [
+        [f"{a.scene} {a.width}x{a.height}", a.encoding, str(a.clients),
+         fmt(a.cpu_ms_per_frame), fmt(b.cpu_ms_per_frame), ratio(a.cpu_ms_per_frame, b.cpu_ms_per_frame),
+         fmt(a.cpu_ms_per_frame / a.clients), fmt(b.cpu_ms_per_frame / b.clients),
+         fmt(a.wall_ms_per_frame), fmt(b.wall_ms_per_frame), _status(a, b)]
+        for a, b in _pairs(runs)
+    ]  # fmt: skip
+    headers = ["scene", "encoding", "clients", "CPU ms/frame pdum", "CPU ms/frame lvs", "ratio",
+               "per client pdum", "per client lvs", "wall ms/frame pdum", "wall ms/frame lvs",
+               "every client got every frame"]  # fmt: skip
+    return table(headers, rows)

@@ -1,0 +1,47 @@
+"""Keeps the benchmark harness from rotting: the encoder section on a tiny frame, no timing checks.
+
+The peer sections need gcc, libvncserver and real sockets; the interop suite covers those
+libraries, and ``pdum-rfb benchmark --quick --only peer`` exercises the harness itself.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from pdum.rfb import bench
+from pdum.rfb.bench import encoders, peer, report
+from pdum.rfb.bench.scenes import SCENES, photo_like
+
+
+def test_encoder_section_runs_on_a_tiny_frame() -> None:
+    rows = encoders.run_encoders(
+        sizes=[(40, 30)], scenes=list(SCENES), budget_s=0.0, min_frames=1, max_frames=1
+    )
+    assert len(rows) == len(SCENES) * len(encoders.ENCODER_CASES)
+    for row in rows:
+        assert row.frames == 1
+        assert row.bytes_per_frame > 0
+        assert row.ms_per_frame >= 0
+    raw = [r for r in rows if r.encoder == "Raw"]
+    assert all(r.bytes_per_frame == 40 * 30 * 4 + encoders.RECT_HEADER for r in raw)
+    text = report.encoders_text(rows)
+    assert "| seed_scene | Tight JPEG q8 |" in text
+    json.dumps([r.as_dict() for r in rows])
+
+
+def test_photo_scene_is_deterministic_and_many_coloured() -> None:
+    a, b = photo_like(64, 48, seed=3), photo_like(64, 48, seed=3)
+    assert a.shape == (48, 64, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    assert len(np.unique(a.reshape(-1, 3), axis=0)) > 500
+
+
+def test_frame_matching_needs_every_frame_in_order() -> None:
+    assert peer.match_frames([7, 1, 2, 3], [1, 2, 3]) == [1, 2, 3]
+    assert peer.match_frames([1, 3, 2], [1, 2, 3]) is None
+
+
+def test_json_has_no_nan() -> None:
+    assert bench._no_nan({"a": [float("nan"), 1.0]}) == {"a": [None, 1.0]}
