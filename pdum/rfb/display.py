@@ -290,6 +290,8 @@ class Display:
             "protocol_errors": c.protocol_errors,
             "auth_failures": c.auth_failures,
             "events_dropped": self._events.dropped,
+            "encode_cache_hits": self._server.encode_cache.hits,
+            "encode_cache_misses": self._server.encode_cache.misses,
             "clients": clients,
         }
 

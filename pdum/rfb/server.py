@@ -18,6 +18,7 @@ import numpy as np
 
 from .auth import Authenticator
 from .cursor import CursorShape, default_cursor
+from .encodings.sharing import EncodeCache
 from .events import EventQueue, InputEvent
 from .framebuffer import Damage, Framebuffer
 from .protocol.messages import DEFAULT_LIMITS, Encoding, Limits
@@ -79,6 +80,8 @@ class Server:
         self.on_client_change: Callable[[], None] | None = None
         self.clipboard = ""
         self.cursor = CursorShape(*default_cursor())
+        #: Encoded rectangles of the current frame, shared by clients with the same settings.
+        self.encode_cache = EncodeCache()
 
     # -- listeners ----------------------------------------------------------------------------------
     async def listen_tcp(self, host: str, port: int) -> int:
@@ -138,6 +141,11 @@ class Server:
     def broadcast_damage(self, damage: Damage) -> None:
         for session in self.sessions.values():
             session.add_damage(damage)
+
+    def sharing_peers(self, session: Session) -> bool:
+        """Whether another client currently takes updates with ``session``'s settings."""
+        key = session.share_key
+        return any(other is not session and other.share_key == key for other in self.sessions.values())
 
     def copyrect_clients(self) -> bool:
         """Whether any client announced CopyRect (else looking for copies is wasted work)."""

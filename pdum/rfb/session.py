@@ -18,6 +18,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from .auth import is_view_only
 from .encodings import ENCODERS, EncodeContext
 from .encodings.base import split_rect
 from .encodings.copyrect import copyrect_rect
+from .encodings.sharing import STATELESS, make_shared, sharing_key
 from .events import InputTranslator
 from .framebuffer import MAX_DIMENSION, TILE, Damage, tile_grid_shape, tiles_to_rects
 from .protocol import clipboard as xclip
@@ -124,6 +126,8 @@ class Session:
         self._ping_sent: dict[bytes, int] = {}
         self.clipboard_caps: xclip.ClipboardMessage | None = None
         self.requested_quality: int | None = None
+        #: Settings of this client's last update (clients with equal keys share encoded rects).
+        self.share_key: tuple[Any, ...] | None = None
 
     # -- properties ---------------------------------------------------------------------------------
     @property
@@ -534,10 +538,18 @@ class Session:
         full_y1 = cy1 // TILE if cy1 < fb.height else self.damage.shape[0]
         self.damage[ty0:full_y1, tx0:full_x1] = False
         encoder = self._choose_encoder()
+        ctx = self.encode_context
+        # Encode once for clients with the same settings (encodings/sharing.py).
+        self.share_key = sharing_key(encoder.encoding, ctx, self.pixel_format)
+        if not ctx.shared and encoder.encoding not in STATELESS and self.server.sharing_peers(self):
+            make_shared(ctx)
+        cache = self.server.encode_cache
         started = time.perf_counter()
         pieces = [p for r in rects for p in split_rect(*r, encoder.max_width, encoder.max_area)]
         for x, y, w, h in pieces:
-            payload = encoder.encode(fb.pixels[y : y + h, x : x + w], self.pixel_format, self.encode_context)
+            produce = partial(encoder.encode, fb.pixels[y : y + h, x : x + w], self.pixel_format, ctx)
+            key = (x, y, w, h, *self.share_key)
+            payload = cache.encode(fb.generation, key, encoder.encoding, ctx, produce)
             parts.append(m.rect_header(x, y, w, h, encoder.encoding))
             parts.append(payload)
             count += 1

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,26 +101,98 @@ def tigervnc(
     encoding: str = "Tight",
     low_color_level: int | None = None,
     view_only: bool = True,
+    security_types: str = "None",
+    passwd_file: str | Path | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    viewer: str = "xtigervncviewer",
+    approve_server_key: bool = False,
+    log: str | Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """TigerVNC's viewer, full screen on ``xvfb``, asking for ``encoding`` (Tight, ZRLE, Hextile, Raw).
 
     ``low_color_level`` 0, 1 or 2 makes it ask for one of its 8 bpp true-colour formats (RGB111,
     RGB222, RGB332) instead of full colour; ``view_only=False`` lets it send input and its clipboard.
+
+    ``security_types`` is its -SecurityTypes list ("VncAuth", "RA2,RA2ne", "TLSPlain", ...). Secrets
+    go in without a dialog: ``passwd_file`` (a ``vncpasswd -f`` file, password-only types) or
+    ``password`` / ``username`` (the VNC_PASSWORD / VNC_USERNAME variables it reads). RSA-AES makes
+    TigerVNC 1.13+ ask whether to trust the server key: ``approve_server_key`` presses Return on
+    that dialog (needs xdotool). ``viewer`` picks another build; ``log`` keeps its stderr.
     """
-    require("xtigervncviewer")
+    require(viewer)
     colour = ["-FullColor"]
     if low_color_level is not None:
         colour = ["-FullColor=0", "-LowColorLevel", str(low_color_level)]
+    secrets = ["-passwd", str(passwd_file)] if passwd_file is not None else []
     args = [
-        "xtigervncviewer", "-FullScreen", "-RemoteResize=0", "-SecurityTypes", "None", "-AutoSelect=0",
+        viewer, "-FullScreen", "-RemoteResize=0", "-SecurityTypes", security_types, "-AutoSelect=0",
         "-PreferredEncoding", encoding, *colour, "-Shared", *(["-ViewOnly"] if view_only else []),
-        "-AlertOnFatalError=0", "-ReconnectOnError=0", *extra, f"127.0.0.1::{port}",
+        "-AlertOnFatalError=0", "-ReconnectOnError=0", *secrets, *extra, f"127.0.0.1::{port}",
     ]  # fmt: skip
-    proc = subprocess.Popen(args, env=xvfb.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = xvfb.env
+    env.pop("VNC_PASSWORD", None)
+    env.pop("VNC_USERNAME", None)
+    if password is not None:
+        env["VNC_PASSWORD"] = password
+    if username is not None:
+        env["VNC_USERNAME"] = username
+    stderr = open(log, "wb") if log is not None else subprocess.DEVNULL
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    approver = _KeyApprover(xvfb) if approve_server_key else None
     try:
         yield proc
     finally:
+        if approver is not None:
+            approver.stop()
         stop_process(proc)
+        if log is not None:
+            stderr.close()  # type: ignore[union-attr]
+
+
+class _KeyApprover:
+    """Presses Return on TigerVNC's "is this the server's key?" dialog whenever one shows up."""
+
+    TITLES = ("Server key fingerprint", "Verify server key")
+
+    def __init__(self, xvfb: Xvfb) -> None:
+        require("xdotool")
+        self.env = xvfb.env
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tigervnc-key-approver", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            for title in self.TITLES:
+                found = subprocess.run(["xdotool", "search", "--name", title], env=self.env,
+                                       capture_output=True, text=True)  # fmt: skip
+                for window in found.stdout.split():
+                    subprocess.run(["xdotool", "key", "--window", window, "Return"], env=self.env,
+                                   capture_output=True)  # fmt: skip
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def tigervnc_version(viewer: str) -> tuple[int, ...] | None:
+    """The version a TigerVNC viewer reports (``None`` if it is not there or says nothing)."""
+    path = shutil.which(viewer) or (viewer if Path(viewer).exists() else None)
+    if path is None:
+        return None
+    out = subprocess.run([path, "-h"], capture_output=True, text=True, timeout=10)
+    match = re.search(r"TigerVNC Viewer (?:64-bit )?v(\d+)\.(\d+)\.(\d+)", out.stdout + out.stderr)
+    return tuple(int(g) for g in match.groups()) if match else None
+
+
+def vncpasswd_file(password: str, directory: Path) -> Path:
+    """A TigerVNC password file (``vncpasswd -f``: DES-obfuscated, 8 characters at most)."""
+    require("vncpasswd")
+    path = directory / "passwd"
+    out = subprocess.run(["vncpasswd", "-f"], input=f"{password}\n".encode(), capture_output=True, check=True)
+    path.write_bytes(out.stdout)
+    return path
 
 
 def wait_for_image_on_screen(xvfb: Xvfb, image: np.ndarray, timeout: float = 25.0) -> tuple[int, int]:
@@ -161,10 +235,20 @@ class VncDump:
         w, h, bpp, updates = (int(v) for v in header.split())
         return updates, np.frombuffer(body, dtype=np.uint8).reshape(h, w, bpp // 8)
 
-    def wait_for(self, expected: np.ndarray, timeout: float = 15.0) -> None:
+    def wait_for(self, expected: np.ndarray, timeout: float = 15.0, colour_bytes_only: bool = False) -> None:
+        """Wait until the dump equals ``expected``. ``colour_bytes_only`` ignores the padding byte of
+        32 bpp pixels (libvncclient's ZRLE decoder fills it with whatever byte follows a CPIXEL)."""
+
+        def view(pixels: np.ndarray) -> np.ndarray:
+            return pixels[..., :3] if colour_bytes_only and pixels.shape[-1] == 4 else pixels
+
         def matches() -> bool:
             got = self.read()
-            return got is not None and got[1].shape == expected.shape and np.array_equal(got[1], expected)
+            return (
+                got is not None
+                and got[1].shape == expected.shape
+                and np.array_equal(view(got[1]), view(expected))
+            )
 
         try:
             wait_until(matches, timeout=timeout)

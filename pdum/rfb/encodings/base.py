@@ -12,6 +12,7 @@ rectangle wider than 2048 pixels).
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -35,6 +36,16 @@ class EncodeContext:
     #: Allow Tight's gradient filter (off by default: older noVNC cannot decode it).
     tight_gradient: bool = False
     streams: dict[str, Any] = field(default_factory=dict)
+    #: Streams are fresh-deflate segments shared with other clients (see encodings/sharing.py).
+    shared: bool = False
+
+    def new_compressor(self, level: int) -> Any:
+        """A new zlib stream for this client: private, or shareable once the client shares."""
+        if self.shared:
+            from .sharing import FreshDeflate
+
+            return FreshDeflate(level, started=False)
+        return zlib.compressobj(level)
 
 
 class Encoder(Protocol):

@@ -288,7 +288,7 @@ class TightEncoder:
         current = ctx.streams.get(key)
         if current is not None and current[0] == level:
             return current[1], False
-        compressor = zlib.compressobj(level)
+        compressor = ctx.new_compressor(level)
         ctx.streams[key] = (level, compressor)
         return compressor, True
 

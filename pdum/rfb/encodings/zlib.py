@@ -30,7 +30,7 @@ class ZlibEncoder:
         if compressor is None:
             # The level is fixed when the stream starts; later compress-level changes apply to
             # new streams only (a client cannot tell us to restart its inflater).
-            compressor = zlib.compressobj(ctx.compress_level)
+            compressor = ctx.new_compressor(ctx.compress_level)
             ctx.streams[_STREAM] = compressor
         data = compressor.compress(pixel_format.encode_bytes(rgb)) + compressor.flush(zlib.Z_SYNC_FLUSH)
         return struct.pack(">I", len(data)) + data

@@ -167,7 +167,7 @@ class ZRLEEncoder:
         compressor = ctx.streams.get(_STREAM)
         if compressor is None:
             # The level is fixed when the stream starts: the client cannot restart its inflater.
-            compressor = zlib.compressobj(ctx.compress_level)
+            compressor = ctx.new_compressor(ctx.compress_level)
             ctx.streams[_STREAM] = compressor
         raw = encode_tiles(rgb, pixel_format)
         data = compressor.compress(raw) + compressor.flush(zlib.Z_SYNC_FLUSH)
