@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pdum.rfb.testing import gradient, noise, noise_and_gradient
+from pdum.rfb.testing import gradient, noise, noise_and_gradient, solid, text_like
 
 from ..support import LoopThread
 from .clients import VncDump, in_client_format
@@ -89,3 +89,41 @@ def test_vnc_auth(served: LoopThread, vncdump_exe: Path, tmp_path: Path) -> None
         right.wait_for(in_client_format(frame, 32))
     finally:
         right.close()
+
+
+def _twenty_frames(width: int, height: int) -> list[np.ndarray]:
+    """Noise, gradient, solid and text-like frames, then partial changes of each kind."""
+    rng = np.random.default_rng(20)
+    frames = [noise(width, height, seed=20), gradient(width, height), solid(width, height, (40, 90, 200))]
+    frames.append(text_like(width, height, seed=21))
+    patches = [
+        lambda w, h, i: noise(w, h, seed=100 + i),
+        lambda w, h, i: gradient(w, h),
+        lambda w, h, i: solid(w, h, (i * 13 % 256, 200, 7)),
+        lambda w, h, i: text_like(w, h, seed=i),
+    ]
+    while len(frames) < 20:
+        frame = frames[-1].copy()
+        i = len(frames)
+        w, h = int(rng.integers(8, width // 2)), int(rng.integers(8, height // 2))
+        x, y = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
+        frame[y : y + h, x : x + w] = patches[i % 4](w, h, i)
+        frames.append(frame)
+    return frames
+
+
+@pytest.mark.parametrize("bpp", [32, 16, 8])
+@pytest.mark.parametrize("encoding", ["raw", "zlib"])
+def test_twenty_frames_with_partial_changes(
+    served: LoopThread, vncdump_exe: Path, tmp_path: Path, encoding: str, bpp: int
+) -> None:
+    display = served.serve(333, 250)  # odd size: partial edge tiles
+    frames = _twenty_frames(333, 250)
+    served.publish(display, frames[0])
+    client = VncDump(vncdump_exe, display.vnc_port, encoding, bpp, tmp_path)
+    try:
+        for frame in frames:
+            served.publish(display, frame)
+            client.wait_for(in_client_format(frame, bpp))
+    finally:
+        client.close()
