@@ -21,6 +21,12 @@ def _add_server_args(parser: argparse.ArgumentParser, *, width: int, height: int
     parser.add_argument("--height", type=int, default=height)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--vnc-port", type=int, default=5900, help="raw RFB TCP port (0 = any free port)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=6080,
+        help="WebSocket + browser viewer port (0 = any free port, -1 = off)",
+    )
     parser.add_argument("--fps", type=float, default=fps, help="frames published per second")
     parser.add_argument(
         "--password",
@@ -50,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv = sub.add_parser("serve", help="serve a test pattern until Ctrl-C")
     _add_server_args(srv, width=640, height=480, fps=10)
     srv.add_argument("--pattern", default="test_card", choices=sorted(PATTERNS))
+    sub.add_parser(
+        "doctor", help="check the installation: versions, extras, viewer bundle, a loopback handshake"
+    )
     bench = sub.add_parser("benchmark", help="encoder throughput and a comparison with libvncserver")
     bench.add_argument("--quick", action="store_true", help="fewer sizes, scenes and frames (< 60 s)")
     bench.add_argument("--json", metavar="OUT", help="also write every number to this JSON file")
@@ -62,7 +71,7 @@ async def _serve_pattern(args: argparse.Namespace, pattern: str) -> int:
         args.width,
         args.height,
         host=args.host,
-        port=None,
+        port=None if args.port < 0 else args.port,
         vnc_port=args.vnc_port,
         password=args.password,
         name=args.name,
@@ -81,6 +90,8 @@ async def _serve_pattern(args: argparse.Namespace, pattern: str) -> int:
     print(f"  TigerVNC:  vncviewer {args.host}::{port}", flush=True)
     if port is not None and 5900 <= port < 6000:
         print(f"  display :{port - 5900}  (e.g. gvncviewer {args.host}:{port - 5900})", flush=True)
+    if display.http_url:
+        print(f"  Browser:   {display.http_url}  (WebSocket {display.ws_url})", flush=True)
     print("  Ctrl-C to stop", flush=True)
     t = 0
     period = 1.0 / args.fps if args.fps > 0 else 1.0
@@ -90,7 +101,7 @@ async def _serve_pattern(args: argparse.Namespace, pattern: str) -> int:
             t += 1
             if args.frames and t >= args.frames:
                 break
-            if pattern not in ANIMATED:
+            if pattern not in ANIMATED and not args.frames:
                 await stop.wait()
                 break
             with contextlib.suppress(TimeoutError):
@@ -103,6 +114,10 @@ async def _serve_pattern(args: argparse.Namespace, pattern: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "doctor":
+        from .doctor import main as doctor
+
+        return doctor()
     if args.command == "benchmark":
         from .bench import main as benchmark
 
