@@ -35,9 +35,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
-from .protocol import rsaaes
+from .protocol import rsaaes, vencrypt
 from .protocol.errors import AuthenticationFailed
 from .protocol.security import RSA_AES, Credentials, SecurityType, security_name
 
@@ -153,7 +154,8 @@ class Authenticator:
     ``rsa_key`` is the RSA private key for the RSA-AES types (a PEM path, PEM text or a
     pycryptodome key); without one a 2048-bit key is generated on first use (a Display does it
     in a thread before it starts listening). RSA-AES asks for a username only when
-    ``authenticate`` is given (the default check has no use for one).
+    ``authenticate`` is given (the default check has no use for one). ``tls_cert`` / ``tls_key``
+    (PEM paths) are the certificate for the VeNCrypt X509 subtypes.
     """
 
     def __init__(
@@ -164,6 +166,8 @@ class Authenticator:
         lockout: Lockout | None = None,
         rsa_key: Any = None,
         ask_username: bool | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
     ) -> None:
         if authenticate is not None and not callable(authenticate):
             raise TypeError("authenticate must be a callable taking an AuthContext")
@@ -174,6 +178,9 @@ class Authenticator:
         self.lockout = lockout if lockout is not None else Lockout()
         self.ask_username = authenticate is not None if ask_username is None else ask_username
         self._rsa_key = rsaaes.load_key(rsa_key) if rsa_key is not None else None
+        if tls_key is not None and tls_cert is None:
+            raise ValueError("tls_key= needs tls_cert=")
+        self.tls_context = vencrypt.certificate_context(tls_cert, tls_key) if tls_cert is not None else None
         self._key_lock = threading.Lock()
 
     def server_key(self) -> Any:
@@ -204,6 +211,7 @@ class Authenticator:
             "rsa_key": self.server_key() if needs_key else None,
             "ask_username": self.ask_username,
             "refuse": self.refusal(peer),
+            "tls_context": self.tls_context,
         }
 
     def verify(self, peer: str, transport: str, credentials: Credentials) -> Any:

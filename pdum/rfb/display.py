@@ -20,7 +20,15 @@ from .cursor import CursorShape
 from .events import EventQueue, InputEvent
 from .framebuffer import Framebuffer, validate_frame
 from .protocol.messages import DEFAULT_LIMITS, Limits
-from .protocol.security import AUTHENTICATED, RSA_AES, SECURITY_NAMES, SecurityType, security_name
+from .protocol.security import (
+    AUTHENTICATED,
+    RSA_AES,
+    SECURITY_NAMES,
+    UNAUTHENTICATED,
+    SecurityType,
+    security_name,
+)
+from .protocol.vencrypt import X509 as X509_TYPES
 from .server import Server, ServerConfig
 from .stats import StatsCollector
 from .transports.websocket import WebSocketBridge
@@ -40,7 +48,10 @@ def _is_loopback(host: str) -> bool:
 
 
 def _security_types(
-    security: Sequence[str | int] | None, password: str | None, authenticate: Any = None
+    security: Sequence[str | int] | None,
+    password: str | None,
+    authenticate: Any = None,
+    has_cert: bool = False,
 ) -> tuple[SecurityType, ...]:
     has_secret = password is not None or authenticate is not None
     if security is None:
@@ -58,6 +69,8 @@ def _security_types(
     for t in types:
         if t in AUTHENTICATED and not has_secret:
             raise ValueError(f"security {security_name(t)!r} needs password= (or authenticate=)")
+        if t in X509_TYPES and not has_cert:
+            raise ValueError(f"security {security_name(t)!r} needs tls_cert= (and tls_key=)")
     if not types:
         raise ValueError("security must name at least one type")
     return tuple(dict.fromkeys(types))
@@ -100,6 +113,8 @@ class Display:
         rsa_key: Any = None,
         lockout_threshold: int = 5,
         lockout_timeout: float = 10.0,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
     ) -> None:
         self._framebuffer = Framebuffer(width, height)
         self.host = host
@@ -107,8 +122,8 @@ class Display:
         self.stats_interval = stats_interval
         self.requested_port = port
         self.requested_vnc_port = vnc_port
-        types = _security_types(security, password, authenticate)
-        if SecurityType.NONE in types and not _is_loopback(host) and not allow_insecure:
+        types = _security_types(security, password, authenticate, has_cert=tls_cert is not None)
+        if any(t in UNAUTHENTICATED for t in types) and not _is_loopback(host) and not allow_insecure:
             raise ValueError(
                 f"refusing to serve without authentication on non-loopback host {host!r}: "
                 "pass password=... (or allow_insecure=True if the network is trusted)"
@@ -130,6 +145,8 @@ class Display:
                     authenticate=authenticate,
                     lockout=Lockout(lockout_threshold, lockout_timeout),
                     rsa_key=rsa_key,
+                    tls_cert=tls_cert,
+                    tls_key=tls_key,
                 ),
             ),
         )
@@ -436,6 +453,8 @@ async def serve(
     rsa_key: Any = None,
     lockout_threshold: int = 5,
     lockout_timeout: float = 10.0,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
 ) -> Display:
     """Create a :class:`Display` of ``width`` x ``height`` and start serving it.
 
@@ -450,8 +469,10 @@ async def serve(
 
     Security (docs/security.md): ``security`` lists the types to offer, in order of preference,
     by name: "ra2", "ra2_256", "ra2ne", "ra2ne_256" (RSA-AES, TigerVNC 1.13+ and noVNC's
-    "ra2ne"), "vnc" (VncAuth) and "none"; the default is "vnc" with a password (or
-    ``authenticate``) and "none" without. ``rsa_key`` is the RSA-AES server key (a PEM path or
+    "ra2ne"), "x509plain", "x509vnc", "x509none" (VeNCrypt: TLS with the certificate
+    ``tls_cert``/``tls_key``), "tlsplain", "tlsvnc", "tlsnone" (VeNCrypt, anonymous TLS), "vnc"
+    (VncAuth) and "none"; the default is "vnc" with a password (or ``authenticate``) and "none"
+    without. ``rsa_key`` is the RSA-AES server key (a PEM path or
     text); without it a 2048-bit key is generated per Display. ``authenticate(ctx: AuthContext)``
     replaces the password check and returns the principal (``None`` refuses; a principal with
     ``view_only`` true only watches). ``lockout_threshold`` failures in a row lock a peer address
@@ -478,5 +499,7 @@ async def serve(
         rsa_key=rsa_key,
         lockout_threshold=lockout_threshold,
         lockout_timeout=lockout_timeout,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
     return await display.start()

@@ -75,6 +75,8 @@ class Server:
         self.counters = Counters()
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Every open client stream, handshaking or not, so aclose() can close them all.
+        self._streams: set[ByteStream] = set()
         self._listeners: list[asyncio.Server] = []
         self._closed = False
         self.on_client_change: Callable[[], None] | None = None
@@ -98,6 +100,7 @@ class Server:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
+        self._streams.add(stream)
         try:
             if self._closed:
                 await stream.close()
@@ -111,6 +114,7 @@ class Server:
             session = Session(self, stream, next(self._ids))
             await session.run()
         finally:
+            self._streams.discard(stream)
             if task is not None:
                 self._tasks.discard(task)
 
@@ -193,17 +197,29 @@ class Server:
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def aclose(self) -> None:
-        """Stop listening, close every client, and wait (briefly) for all tasks to finish."""
+        """Stop listening, close every client, and wait (briefly) for all tasks to finish.
+
+        Closing the streams (all at once) makes every session's reader see the end and finish on
+        its own; only tasks still running after that are cancelled, so the usual shutdown logs
+        nothing. Each stream close is bounded (a peer that stopped reading is aborted).
+        """
         self._closed = True
         for listener in self._listeners:
             listener.close()
-        for session in list(self.sessions.values()):
-            await session.close()
-        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
+        current = asyncio.current_task()
+        await asyncio.gather(
+            *(session.close() for session in list(self.sessions.values())),
+            *(stream.close() for stream in list(self._streams)),
+            return_exceptions=True,
+        )
+        tasks = [t for t in self._tasks if t is not current]
         if tasks:
-            await asyncio.wait(tasks, timeout=1.0)
+            _, pending = await asyncio.wait(tasks, timeout=0.5)
+            for task in pending:
+                log.debug("cancelling %r: still running after its stream closed", task)
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=0.5)
         for listener in self._listeners:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(listener.wait_closed(), timeout=0.5)

@@ -394,7 +394,7 @@ class Session:
             self.resize_pending = True
             self.copies.clear()  # everything is sent again after a resize
         elif damage.tiles.shape == self.damage.shape:
-            if self.request is None and self.continuous is None and self.damage.any():
+            if self.damage.any():  # the previous frame was never sent: latest frame wins
                 self.stats.frames_skipped += 1
             self.damage |= self._take_copies(damage)
         self._wake.set()
@@ -481,9 +481,8 @@ class Session:
             await self.stream.close()
 
     def _wire(self, data: bytes) -> bytes:
-        """Server messages as they go on the wire (sealed under RA2/RA2_256), in call order."""
-        self.connection.send(data)
-        return self.connection.data_to_send()
+        """Server messages as they go on the wire (sealed under RA2/RA2_256/VeNCrypt), in call order."""
+        return self.connection.wire(data)
 
     def _choose_encoder(self) -> Any:
         for enc in self.encodings:

@@ -13,23 +13,26 @@ in, principal out, :class:`AuthenticationFailed` to refuse); without one the cli
 :meth:`ServerConnection.receive_data` strips it from incoming bytes and :meth:`~ServerConnection.send`
 / :meth:`~ServerConnection.data_to_send` apply it to outgoing ones -- for RA2 and RA2_256 for the
 rest of the connection, so the caller must send *every* server message through :meth:`send`.
+VeNCrypt (:mod:`.vencrypt`) does the same with TLS (an :class:`ssl.SSLObject` on memory buffers).
 """
 
 from __future__ import annotations
 
 import enum
 import re
+import ssl
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import rsaaes, security
+from . import rsaaes, security, vencrypt
 from .errors import AuthenticationFailed, ProtocolError, Refused
 from .messages import DEFAULT_LIMITS, ClientMessage, Limits, parse_client_message, server_init
 from .pixelformat import PixelFormat
 from .rsaaes import RecordOpener, RecordSealer, RsaAesServer, Step
 from .security import Credentials, SecurityType
+from .vencrypt import TlsLayer
 
 SERVER_VERSION = b"RFB 003.008\n"
 _VERSION_RE = re.compile(rb"RFB (\d{3})\.(\d{3})\n")
@@ -44,6 +47,10 @@ class State(enum.Enum):
     SECURITY_TYPE = "security-type"
     VNC_AUTH = "vnc-auth"
     RSA_AES = "rsa-aes"
+    VENCRYPT_VERSION = "vencrypt-version"
+    VENCRYPT_SUBTYPE = "vencrypt-subtype"
+    TLS_HANDSHAKE = "tls-handshake"
+    PLAIN_AUTH = "plain-auth"
     CLIENT_INIT = "client-init"
     SERVER_INIT = "server-init"
     NORMAL = "normal"
@@ -88,24 +95,31 @@ class ServerConnection:
         rsa_key: Any = None,
         ask_username: bool = False,
         refuse: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         """``verify`` judges credentials (default: they must match ``password``); ``rsa_key`` is
         the server's RSA private key, needed when an RSA-AES type is offered; ``ask_username``
         makes RSA-AES ask for a username too (subtype 1); ``refuse`` turns the client away with
-        that reason right after the version exchange (e.g. while its address is locked out)."""
+        that reason right after the version exchange (e.g. while its address is locked out);
+        ``tls_context`` holds the certificate for the VeNCrypt X509 subtypes."""
         for t in security_types:
             if t in security.AUTHENTICATED and password is None and verify is None:
                 name = "VncAuth" if t is SecurityType.VNC_AUTH else SecurityType(t).name
                 raise ValueError(f"{name} needs a password (or a verify callable)")
             if t in security.RSA_AES and rsa_key is None:
                 raise ValueError(f"{SecurityType(t).name} needs an RSA key (rsa_key=)")
+            if t in vencrypt.X509 and tls_context is None:
+                raise ValueError(f"{SecurityType(t).name} needs a certificate (tls_context=)")
         self.security_types = tuple(security_types)
         self.password = password
         self.limits = limits
         self.rsa_key = rsa_key
         self.ask_username = ask_username
         self.refuse = refuse
+        self.tls_context = tls_context
         self._verify = verify
+        #: VeNCrypt subtypes on offer, in order (type 19 stands for them in the RFB type list).
+        self.vencrypt_subtypes = tuple(t for t in self.security_types if t in vencrypt.SUBTYPES)
         self.state = State.VERSION
         self.version: tuple[int, int] | None = None
         self.security_type: SecurityType | None = None
@@ -116,8 +130,10 @@ class ServerConnection:
         self._outbuf = bytearray(SERVER_VERSION)
         self._challenge = b""
         self._rsa_aes: RsaAesServer | None = None
-        self._sealer: RecordSealer | None = None
-        self._opener: RecordOpener | None = None
+        self._tls: TlsLayer | None = None
+        self._auth_type = SecurityType.VNC_AUTH  # the type a VncAuth exchange stands for
+        self._sealer: RecordSealer | TlsLayer | None = None
+        self._opener: RecordOpener | TlsLayer | None = None
         #: Set once the server has acknowledged ExtendedMouseButtons (changes PointerEvent framing).
         self.extended_mouse = False
 
@@ -134,10 +150,23 @@ class ServerConnection:
         message must go through this method (and then :meth:`data_to_send`)."""
         self._write(data)
 
+    def wire(self, data: bytes) -> bytes:
+        """:meth:`send` then :meth:`data_to_send` in one step: ``data`` (after anything still
+        queued) as it goes on the wire. Without a record layer it is ``data`` itself, uncopied."""
+        if self._sealer is None and not self._outbuf:
+            return data
+        self._write(data)
+        return self.data_to_send()
+
     @property
     def encrypted(self) -> bool:
-        """Whether bytes after the handshake go through the RSA-AES record layer."""
+        """Whether bytes after the handshake go through a record layer (RA2, RA2_256, VeNCrypt)."""
         return self._sealer is not None
+
+    @property
+    def authenticated_as(self) -> SecurityType | None:
+        """The type the client authenticated with: the VeNCrypt subtype when there was one."""
+        return self._auth_type if self.security_type is SecurityType.VENCRYPT else self.security_type
 
     @property
     def buffered(self) -> int:
@@ -162,6 +191,8 @@ class ServerConnection:
                 # the bytes after its last record back to the plaintext path).
                 if self._opener is not None:
                     plaintext = self._opener.open(self._raw)
+                    if isinstance(self._opener, TlsLayer):
+                        self._outbuf += self._opener.flush()
                     if plaintext is not None:
                         self._inbuf += plaintext
                         continue
@@ -198,6 +229,14 @@ class ServerConnection:
             self._read_vnc_auth()
         elif self.state is State.RSA_AES:
             self._read_rsa_aes()
+        elif self.state is State.VENCRYPT_VERSION:
+            self._read_vencrypt_version()
+        elif self.state is State.VENCRYPT_SUBTYPE:
+            self._read_vencrypt_subtype()
+        elif self.state is State.TLS_HANDSHAKE:
+            self._read_tls_handshake()
+        elif self.state is State.PLAIN_AUTH:
+            self._read_plain_auth()
         elif self.state is State.CLIENT_INIT:
             if self._inbuf:
                 shared = self._inbuf[0] != 0
@@ -228,7 +267,7 @@ class ServerConnection:
             head = struct.pack(">I", 0) if self.version == (3, 3) else b"\x00"
             self._write(head + struct.pack(">I", len(reason)) + reason)
             raise Refused(self.refuse)
-        offered = [t for t in self.security_types if t in security.IMPLEMENTED]
+        offered = self._offered()
         if self.version == (3, 3):
             # 3.3: the server chooses; prefer authentication when it is configured.
             chosen: SecurityType | None = next((t for t in offered if t is SecurityType.VNC_AUTH), None)
@@ -247,6 +286,17 @@ class ServerConnection:
         self._write(bytes([len(offered), *offered]))
         self.state = State.SECURITY_TYPE
 
+    def _offered(self) -> list[SecurityType]:
+        """The RFB security-type list: VeNCrypt (19) where its first subtype is configured."""
+        offered: list[SecurityType] = []
+        for t in self.security_types:
+            if t not in security.IMPLEMENTED:
+                continue
+            rfb_type = SecurityType.VENCRYPT if t in vencrypt.SUBTYPES else SecurityType(t)
+            if rfb_type not in offered:
+                offered.append(rfb_type)
+        return offered
+
     def _fail_33(self, reason: str) -> None:
         data = reason.encode()
         self._write(struct.pack(">II", 0, len(data)) + data)
@@ -257,8 +307,7 @@ class ServerConnection:
             return
         requested = self._inbuf[0]
         del self._inbuf[:1]
-        offered = [t for t in self.security_types if t in security.IMPLEMENTED]
-        if requested not in offered:
+        if requested not in self._offered():
             self._security_failure(f"security type {requested} was not offered")
         self._begin_security(SecurityType(requested))
 
@@ -277,6 +326,9 @@ class ServerConnection:
             self._rsa_aes = RsaAesServer(chosen, self.rsa_key, subtype=subtype)
             self._write(self._rsa_aes.hello())
             self.state = State.RSA_AES
+        elif chosen is SecurityType.VENCRYPT:
+            self._write(vencrypt.VERSION)
+            self.state = State.VENCRYPT_VERSION
         else:  # pragma: no cover - guarded by IMPLEMENTED
             raise ProtocolError(f"security type {chosen} not implemented")
 
@@ -285,7 +337,69 @@ class ServerConnection:
             return
         response = bytes(self._inbuf[:16])
         del self._inbuf[:16]
-        self._authenticate(Credentials(SecurityType.VNC_AUTH, challenge=self._challenge, response=response))
+        self._authenticate(Credentials(self._auth_type, challenge=self._challenge, response=response))
+
+    def _read_vencrypt_version(self) -> None:
+        if len(self._inbuf) < 2:
+            return
+        version = bytes(self._inbuf[:2])
+        del self._inbuf[:2]
+        if version != vencrypt.VERSION:
+            self._write(b"\xff")
+            raise ProtocolError(f"unsupported VeNCrypt version {version[0]}.{version[1]}")
+        subtypes = self.vencrypt_subtypes
+        self._write(b"\x00" + bytes([len(subtypes)]) + b"".join(struct.pack(">I", t) for t in subtypes))
+        self.state = State.VENCRYPT_SUBTYPE
+
+    def _read_vencrypt_subtype(self) -> None:
+        if len(self._inbuf) < 4:
+            return
+        (chosen,) = struct.unpack(">I", self._inbuf[:4])
+        del self._inbuf[:4]
+        if chosen not in self.vencrypt_subtypes:
+            self._security_failure(f"VeNCrypt subtype {chosen} was not offered")
+        self._auth_type = SecurityType(chosen)
+        anonymous = self._auth_type in vencrypt.ANONYMOUS
+        context = vencrypt.anonymous_context() if anonymous else self.tls_context
+        assert context is not None
+        self._write(b"\x01")  # go ahead with TLS
+        self._tls = TlsLayer(context)
+        self.state = State.TLS_HANDSHAKE
+
+    def _read_tls_handshake(self) -> None:
+        tls = self._tls
+        assert tls is not None
+        done = tls.handshake(bytes(self._inbuf))
+        self._inbuf.clear()
+        self._outbuf += tls.flush()
+        if not done:
+            return
+        # Everything from here on, both ways, is inside TLS.
+        self._sealer = self._opener = tls
+        inner = vencrypt.INNER[self._auth_type]
+        if inner == "none":
+            self._write(struct.pack(">I", 0))
+            self.state = State.CLIENT_INIT
+        elif inner == "vnc":
+            self._challenge = security.new_challenge()
+            self._write(self._challenge)
+            self.state = State.VNC_AUTH
+        else:
+            self.state = State.PLAIN_AUTH
+
+    def _read_plain_auth(self) -> None:
+        if len(self._inbuf) < 8:
+            return
+        user_len, pass_len = struct.unpack(">II", self._inbuf[:8])
+        if user_len > vencrypt.MAX_PLAIN_FIELD or pass_len > vencrypt.MAX_PLAIN_FIELD:
+            raise ProtocolError("Plain username or password too long")
+        end = 8 + user_len + pass_len
+        if len(self._inbuf) < end:
+            return
+        username = bytes(self._inbuf[8 : 8 + user_len]).decode("utf-8", errors="surrogateescape")
+        password = bytes(self._inbuf[8 + user_len : end]).decode("utf-8", errors="surrogateescape")
+        del self._inbuf[:end]
+        self._authenticate(Credentials(self._auth_type, username, password))
 
     def _read_rsa_aes(self) -> None:
         handshake = self._rsa_aes

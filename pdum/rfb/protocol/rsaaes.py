@@ -275,7 +275,11 @@ class RsaAesServer:
         del buf[: 2 + length]
         # Implicit rejection: bad padding yields a pseudo-random value instead of an error, so the
         # handshake fails later at the hash check without telling an attacker why (no oracle).
-        client_random = PKCS1_v1_5.new(self._server_key).decrypt(encrypted, expected_pt_len=self.random_size)
+        cipher = PKCS1_v1_5.new(self._server_key)
+        try:
+            client_random = cipher.decrypt(encrypted, expected_pt_len=self.random_size)
+        except ValueError:  # not below the modulus: public knowledge, no oracle in saying so
+            raise ProtocolError("RSA-AES random is not an RSA ciphertext for our key") from None
         self.receive_key = session_key(self.key_bits, self._server_random, client_random)
         self.send_key = session_key(self.key_bits, client_random, self._server_random)
         self.step = Step.CLIENT_HASH

@@ -24,6 +24,13 @@ class SecurityType(enum.IntEnum):
     VENCRYPT = 19
     RA2_256 = 129
     RA2NE_256 = 130
+    # VeNCrypt subtypes (u32 on the wire, offered inside type 19, never in the RFB type list)
+    TLS_NONE = 257
+    TLS_VNC = 258
+    TLS_PLAIN = 259
+    X509_NONE = 260
+    X509_VNC = 261
+    X509_PLAIN = 262
 
 
 SECURITY_NAMES: dict[str, SecurityType] = {
@@ -34,6 +41,12 @@ SECURITY_NAMES: dict[str, SecurityType] = {
     "ra2ne": SecurityType.RA2NE,
     "ra2_256": SecurityType.RA2_256,
     "ra2ne_256": SecurityType.RA2NE_256,
+    "tlsnone": SecurityType.TLS_NONE,
+    "tlsvnc": SecurityType.TLS_VNC,
+    "tlsplain": SecurityType.TLS_PLAIN,
+    "x509none": SecurityType.X509_NONE,
+    "x509vnc": SecurityType.X509_VNC,
+    "x509plain": SecurityType.X509_PLAIN,
 }
 
 #: The security types this build can actually perform.
@@ -44,10 +57,22 @@ IMPLEMENTED = (
     SecurityType.RA2NE,
     SecurityType.RA2_256,
     SecurityType.RA2NE_256,
+    SecurityType.TLS_NONE,
+    SecurityType.TLS_VNC,
+    SecurityType.TLS_PLAIN,
+    SecurityType.X509_NONE,
+    SecurityType.X509_VNC,
+    SecurityType.X509_PLAIN,
 )
 
+#: Types that let a client in without any secret (the TLS ones still encrypt).
+UNAUTHENTICATED = (SecurityType.NONE, SecurityType.TLS_NONE, SecurityType.X509_NONE)
+
 #: Types whose client must present a secret (a password, or a username and password).
-AUTHENTICATED = tuple(t for t in IMPLEMENTED if t is not SecurityType.NONE)
+AUTHENTICATED = tuple(t for t in IMPLEMENTED if t not in UNAUTHENTICATED)
+
+#: Types that prove the password with VncAuth's DES challenge-response (bare or inside TLS).
+VNC_AUTH_LIKE = (SecurityType.VNC_AUTH, SecurityType.TLS_VNC, SecurityType.X509_VNC)
 
 #: The RSA-AES family (TigerVNC): the server needs an RSA key for these.
 RSA_AES = (SecurityType.RA2, SecurityType.RA2NE, SecurityType.RA2_256, SecurityType.RA2NE_256)
@@ -84,7 +109,7 @@ class Credentials:
 
     def check_password(self, candidate: str) -> bool:
         """Whether the client proved it knows ``candidate`` (constant time)."""
-        if self.security_type is SecurityType.VNC_AUTH:
+        if self.security_type in VNC_AUTH_LIKE:
             return len(self.challenge) == 16 and vnc_auth_check(candidate, self.challenge, self.response)
         if self.password is None:
             return False
