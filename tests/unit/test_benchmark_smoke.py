@@ -17,7 +17,7 @@ from pdum.rfb.bench.scenes import SCENES, photo_like
 
 def test_encoder_section_runs_on_a_tiny_frame() -> None:
     rows = encoders.run_encoders(
-        sizes=[(40, 30)], scenes=list(SCENES), budget_s=0.0, min_frames=1, max_frames=1
+        sizes=[(40, 30)], scenes=list(SCENES), budget_s=0.0, min_frames=1, max_frames=1, isolate=False
     )
     assert len(rows) == len(SCENES) * len(encoders.ENCODER_CASES)
     for row in rows:
@@ -29,6 +29,13 @@ def test_encoder_section_runs_on_a_tiny_frame() -> None:
     text = report.encoders_text(rows)
     assert "| seed_scene | Tight JPEG q8 |" in text
     json.dumps([r.as_dict() for r in rows])
+
+
+def test_encoder_group_runs_in_a_subprocess() -> None:
+    rows = encoders.run_encoders(
+        sizes=[(16, 16)], scenes=["seed_scene"], encoders=["Raw"], budget_s=0.0, min_frames=1, max_frames=1
+    )
+    assert [(r.encoder, r.bytes_per_frame) for r in rows] == [("Raw", 16 * 16 * 4 + encoders.RECT_HEADER)]
 
 
 def test_photo_scene_is_deterministic_and_many_coloured() -> None:

@@ -10,7 +10,10 @@ the peer benchmark's client asks for, so these numbers line up with the wire num
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -121,6 +124,29 @@ def measure(
     )
 
 
+def _group(spec: dict[str, Any]) -> list[EncoderResult]:
+    """Every selected encoder on one (size, scene), in :data:`ENCODER_CASES` order."""
+    results = []
+    for label, encoder, make_ctx in ENCODER_CASES:
+        if spec["encoders"] is not None and label not in spec["encoders"]:
+            continue
+        results.append(
+            measure(label, encoder, make_ctx, spec["width"], spec["height"], spec["scene"],
+                    budget_s=spec["budget_s"], min_frames=spec["min_frames"], max_frames=spec["max_frames"])
+        )  # fmt: skip
+    return results
+
+
+def _group_in_subprocess(spec: dict[str, Any]) -> list[EncoderResult]:
+    done = subprocess.run(
+        [sys.executable, "-m", "pdum.rfb.bench.encoders", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [EncoderResult(**row) for row in json.loads(done.stdout)]
+
+
 def run_encoders(
     *,
     sizes: Sequence[tuple[int, int]] = FULL_SIZES,
@@ -129,30 +155,32 @@ def run_encoders(
     budget_s: float = 0.5,
     min_frames: int = 3,
     max_frames: int = 50,
+    isolate: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> list[EncoderResult]:
-    """Every (size, scene, encoder) combination; ``encoders`` filters by label."""
+    """Every (size, scene, encoder) combination; ``encoders`` filters by label.
+
+    With ``isolate`` each (size, scene) runs in a fresh Python process. That makes the numbers
+    independent of what ran before: glibc's malloc raises its mmap threshold after large frees,
+    so whether NumPy's frame-sized temporaries cost fresh pages (page faults, kernel time) on
+    every call depends on the process's allocation history, and that alone moved some of these
+    timings by a factor of two within one process.
+    """
     results: list[EncoderResult] = []
     for width, height in sizes:
         for scene in scenes:
-            for label, encoder, make_ctx in ENCODER_CASES:
-                if encoders is not None and label not in encoders:
-                    continue
-                result = measure(
-                    label,
-                    encoder,
-                    make_ctx,
-                    width,
-                    height,
-                    scene,
-                    budget_s=budget_s,
-                    min_frames=min_frames,
-                    max_frames=max_frames,
-                )
-                results.append(result)
-                if progress is not None:
+            spec = {"width": width, "height": height, "scene": scene, "encoders": encoders,
+                    "budget_s": budget_s, "min_frames": min_frames, "max_frames": max_frames}  # fmt: skip
+            group = _group_in_subprocess(spec) if isolate else _group(spec)
+            results.extend(group)
+            if progress is not None:
+                for result in group:
                     progress(
-                        f"encoders: {label:14} {width}x{height} {scene:12} "
+                        f"encoders: {result.encoder:14} {width}x{height} {scene:12} "
                         f"{result.ms_per_frame:8.2f} ms {result.bytes_per_frame:10.0f} B"
                     )
     return results
+
+
+if __name__ == "__main__":  # one isolated (size, scene) group, see run_encoders
+    print(json.dumps([r.as_dict() for r in _group(json.loads(sys.argv[1]))]))

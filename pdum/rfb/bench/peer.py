@@ -322,4 +322,4 @@ def latency_cases(quick: bool) -> list[Case]:
 def scaling_cases(quick: bool) -> list[Case]:
     if quick:
         return [Case("seed_scene", 320, 240, 30, ("Tight",), (1, 4, 16))]
-    return [Case("seed_scene", 320, 240, 120, ("Tight", "Raw"), (1, 4, 16))]
+    return [Case("seed_scene", 320, 240, 120, ("Tight", "ZRLE", "Raw"), (1, 4, 16))]

@@ -163,10 +163,11 @@ def scaling_text(runs: Sequence[Run]) -> str:
         [f"{a.scene} {a.width}x{a.height}", a.encoding, str(a.clients),
          fmt(a.cpu_ms_per_frame), fmt(b.cpu_ms_per_frame), ratio(a.cpu_ms_per_frame, b.cpu_ms_per_frame),
          fmt(a.cpu_ms_per_frame / a.clients), fmt(b.cpu_ms_per_frame / b.clients),
+         f"{a.bytes_per_frame:,.0f}", f"{b.bytes_per_frame:,.0f}",
          fmt(a.wall_ms_per_frame), fmt(b.wall_ms_per_frame), _status(a, b)]
         for a, b in _pairs(runs)
     ]  # fmt: skip
     headers = ["scene", "encoding", "clients", "CPU ms/frame pdum", "CPU ms/frame lvs", "ratio",
-               "per client pdum", "per client lvs", "wall ms/frame pdum", "wall ms/frame lvs",
-               "every client got every frame"]  # fmt: skip
+               "per client pdum", "per client lvs", "bytes/frame client 0 pdum", "bytes/frame client 0 lvs",
+               "wall ms/frame pdum", "wall ms/frame lvs", "every client got every frame"]  # fmt: skip
     return table(headers, rows)
