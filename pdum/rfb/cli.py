@@ -9,7 +9,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from . import __version__
 from .display import serve
@@ -56,17 +57,56 @@ def build_parser() -> argparse.ArgumentParser:
     srv = sub.add_parser("serve", help="serve a test pattern until Ctrl-C")
     _add_server_args(srv, width=640, height=480, fps=10)
     srv.add_argument("--pattern", default="test_card", choices=sorted(PATTERNS))
+    srv.add_argument(
+        "--script",
+        metavar="APP.py[:FUNC] | MODULE:FUNC",
+        help="serve frames from your own function (default name 'render'), called once per frame as "
+        "render() or render(t); it returns an HxWx3/HxWx4 uint8 array",
+    )
     sub.add_parser(
         "doctor", help="check the installation: versions, extras, viewer bundle, a loopback handshake"
     )
     bench = sub.add_parser("benchmark", help="encoder throughput and a comparison with libvncserver")
     bench.add_argument("--quick", action="store_true", help="fewer sizes, scenes and frames (< 60 s)")
     bench.add_argument("--json", metavar="OUT", help="also write every number to this JSON file")
-    bench.add_argument("--only", action="append", choices=("encoders", "peer", "latency", "scaling"))
+    bench.add_argument(
+        "--only", action="append", choices=("encoders", "peer", "latency", "scaling"), help="repeatable"
+    )
     return parser
 
 
+def _load_script(spec: str) -> Callable[[int], Any]:
+    """``app.py``, ``app.py:func`` or ``package.module:func`` -> ``render(t)`` (default name ``render``)."""
+    import importlib
+    import importlib.util
+    import inspect
+
+    target, _, name = spec.partition(":")
+    if target.endswith(".py") or os.sep in target:
+        path = os.path.abspath(target)
+        module_spec = importlib.util.spec_from_file_location("pdum_rfb_script", path)
+        if module_spec is None or module_spec.loader is None:
+            raise ValueError(f"cannot load script {target!r}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.path.insert(0, os.path.dirname(path))
+        module_spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            raise ValueError(f"--script {spec}: {exc}") from exc
+    fn = getattr(module, name or "render", None)
+    if not callable(fn):
+        raise ValueError(f"--script {spec}: no function {name or 'render'!r} in {target!r}")
+    if not inspect.signature(fn).parameters:
+        return lambda t: fn()
+    return fn
+
+
 async def _serve_pattern(args: argparse.Namespace, pattern: str) -> int:
+    script = getattr(args, "script", None)
+    render = _load_script(script) if script else None
+    pattern = script or pattern
     display = await serve(
         args.width,
         args.height,
@@ -97,11 +137,11 @@ async def _serve_pattern(args: argparse.Namespace, pattern: str) -> int:
     period = 1.0 / args.fps if args.fps > 0 else 1.0
     try:
         while not stop.is_set():
-            display.publish(render_pattern(pattern, args.width, args.height, t))
+            display.publish(render(t) if render else render_pattern(pattern, args.width, args.height, t))
             t += 1
             if args.frames and t >= args.frames:
                 break
-            if pattern not in ANIMATED and not args.frames:
+            if pattern not in ANIMATED and not args.frames and render is None:
                 await stop.wait()
                 break
             with contextlib.suppress(TimeoutError):
