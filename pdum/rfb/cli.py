@@ -147,6 +147,9 @@ async def _serve_pattern(args: argparse.Namespace, pattern: str) -> int:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=period)
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
         await display.aclose()
     print(f"stopped after {t} frames", flush=True)
     return 0
