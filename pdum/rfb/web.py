@@ -36,7 +36,7 @@ const state = {{
   base_path: params.get("url") ? null : location.pathname.replace(/[^/]*$/, ""),
   fit: params.get("fit") !== "0", height: 0, show_toolbar: params.get("toolbar") !== "0",
   show_stats: params.get("stats") === "1", state: "", last_error: "", stats: {{}},
-  password: params.get("password") || "", widget_id: "", clipboard: "",
+  password: params.get("password") || "", token: params.get("token") || "", widget_id: "", clipboard: "",
   quality_level: params.has("quality") ? Number(params.get("quality")) : null, compression_level: 2,
   transport: "websocket", active_transport: "",
 }};

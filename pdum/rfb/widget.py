@@ -38,6 +38,8 @@ class RfbViewer(anywidget.AnyWidget):  # type: ignore[misc]
     show_toolbar = traitlets.Bool(True).tag(sync=True)
     show_stats = traitlets.Bool(True).tag(sync=True)
     password = traitlets.Unicode("").tag(sync=True)
+    #: Sent as ``?token=`` on the WebSocket URL when the Display requires one (``serve(token=...)``).
+    token = traitlets.Unicode("").tag(sync=True)
     #: JPEG quality 0..9 for Tight (lossy, fewer bytes), or None for lossless pixels (default).
     quality_level = traitlets.Int(None, allow_none=True).tag(sync=True)
     compression_level = traitlets.Int(2).tag(sync=True)

@@ -194,6 +194,8 @@ function render({ model, el }) {
     let url = resolveUrl(model.get("url"), model.get("base_path"));
     const widgetId = model.get("widget_id");
     if (url && widgetId) url += (url.includes("?") ? "&" : "?") + "widget=" + encodeURIComponent(widgetId);
+    const token = model.get("token");
+    if (url && token) url += (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
     if (!url && (model.get("transport") || "auto") !== "comm") {
       setState("error", "no url");
       showMessage("No WebSocket URL: call display.widget() on a served Display.");
