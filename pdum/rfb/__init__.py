@@ -9,6 +9,7 @@ from ._version import __version__
 from .auth import AuthContext, Principal
 from .display import Display, serve
 from .events import InputEvent
+from .protocol.messages import Limits
 from .server import Server
 
-__all__ = ["AuthContext", "Display", "InputEvent", "Principal", "Server", "__version__", "serve"]
+__all__ = ["AuthContext", "Display", "InputEvent", "Limits", "Principal", "Server", "__version__", "serve"]

@@ -24,6 +24,8 @@ from typing import Any
 
 from . import web
 from .display import Display
+from .protocol.errors import LimitExceeded, ProtocolError
+from .protocol.messages import DEFAULT_LIMITS
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +39,14 @@ class AsgiWebSocketStream:
 
     kind = "asgi"
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __init__(
+        self, scope: Scope, receive: Receive, send: Send, max_message: int = DEFAULT_LIMITS.max_ws_message
+    ) -> None:
         self._receive = receive
         self._send = send
+        #: ``Limits.max_ws_message``; the ASGI server has already read the message by then, so
+        #: also cap it there (uvicorn: ``ws_max_size``) to avoid buffering huge ones at all.
+        self._max_message = max_message
         client = scope.get("client")
         self.peer = f"{client[0]}:{client[1]}" if client else "asgi"
         query = scope.get("query_string", b"").decode("latin-1")
@@ -59,11 +66,14 @@ class AsgiWebSocketStream:
                 return b""
             if kind != "websocket.receive":
                 continue
-            if message.get("bytes") is not None:
-                return bytes(message["bytes"])
-            log.warning("asgi client %s sent a text frame; RFB needs binary frames", self.peer)
+            data = message.get("bytes")
+            if data is not None:
+                if len(data) > self._max_message:
+                    await self.close(1009)
+                    raise LimitExceeded(f"WebSocket message of {len(data)} bytes (limit {self._max_message})")
+                return bytes(data)
             await self.close(1003)
-            return b""
+            raise ProtocolError("text WebSocket frame; RFB needs binary frames")
 
     async def write(self, data: bytes) -> None:
         if self._closed:
@@ -170,7 +180,8 @@ class RfbApp:
         if "binary" in scope.get("subprotocols", []):
             accept["subprotocol"] = "binary"
         await send(accept)
-        await display.server.serve_stream(AsgiWebSocketStream(scope, receive, send))
+        limit = display.server.config.limits.max_ws_message
+        await display.server.serve_stream(AsgiWebSocketStream(scope, receive, send, limit))
 
 
 async def _respond(send: Send, status: int, content_type: str, body: bytes) -> None:

@@ -157,6 +157,9 @@ class Display:
         self._widgets: weakref.WeakSet[Any] = weakref.WeakSet()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
+        #: A frame published from another thread, waiting for the loop (at most one).
+        self._pending_frame: tuple[np.ndarray, tuple[Copy, ...]] | None = None
+        self._pending_lock = threading.Lock()
         self.vnc_port: int | None = None
         self.port: int | None = None
         self._closed = False
@@ -171,7 +174,12 @@ class Display:
             if self.requested_vnc_port is not None:
                 self.vnc_port = await self._server.listen_tcp(self.host, self.requested_vnc_port)
             if self.requested_port is not None:
-                self._bridge = WebSocketBridge(self._server.serve_stream, self._http)
+                self._bridge = WebSocketBridge(
+                    self._server.serve_stream,
+                    self._http,
+                    max_message=self._server.config.limits.max_ws_message,
+                    on_violation=self._server.note_violation,
+                )
                 self.port = await self._bridge.listen(self.host, self.requested_port)
         except BaseException:
             await self.aclose()
@@ -205,8 +213,25 @@ class Display:
         if self._loop is None or threading.get_ident() == self._loop_thread:
             self._publish_now(frame, moves)
         else:
+            # Latest frame wins here too: a thread publishing faster than the loop runs replaces
+            # the frame still waiting instead of queueing copies without bound.
             copy = np.array(frame[..., :3], copy=True)
-            self._loop.call_soon_threadsafe(self._publish_now, copy, moves)
+            with self._pending_lock:
+                scheduled = self._pending_frame is not None
+                self._pending_frame = (copy, moves)
+            if not scheduled:
+                try:
+                    self._loop.call_soon_threadsafe(self._publish_pending)
+                except RuntimeError:
+                    with self._pending_lock:
+                        self._pending_frame = None
+                    raise
+
+    def _publish_pending(self) -> None:
+        with self._pending_lock:
+            pending, self._pending_frame = self._pending_frame, None
+        if pending is not None:
+            self._publish_now(*pending)
 
     def _publish_now(self, frame: np.ndarray, copies: tuple[Copy, ...] = ()) -> None:
         if self._closed:
@@ -306,6 +331,8 @@ class Display:
             "connections": c.connections,
             "protocol_errors": c.protocol_errors,
             "auth_failures": c.auth_failures,
+            "refused": c.refused,
+            "violations": dict(c.violations),
             "events_dropped": self._events.dropped,
             "encode_cache_hits": self._server.encode_cache.hits,
             "encode_cache_misses": self._server.encode_cache.misses,
@@ -465,7 +492,9 @@ async def serve(
     JPEG quality level get Tight JPEG (fewer bytes); by default every client gets exact pixels.
     ``tight_gradient=True`` enables Tight's gradient filter (noVNC before 1.5 cannot decode it).
     ``resize_policy`` decides what a client's SetDesktopSize does ("reject" or "accept"); either
-    way it arrives as a ``resize`` event.
+    way it arrives as a ``resize`` event. ``limits`` (:class:`pdum.rfb.Limits`) bounds what one
+    client may make the server hold or wait for: clipboard and WebSocket message sizes, queued
+    output, handshake/idle/message timeouts and ``max_clients`` (docs/reliability.md).
 
     Security (docs/security.md): ``security`` lists the types to offer, in order of preference,
     by name: "ra2", "ra2_256", "ra2ne", "ra2ne_256" (RSA-AES, TigerVNC 1.13+ and noVNC's

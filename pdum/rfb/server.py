@@ -35,9 +35,8 @@ class ServerConfig:
     name: str = "pdum.rfb"
     security_types: tuple[SecurityType, ...] = (SecurityType.NONE,)
     password: str | None = None
+    #: Sizes, timeouts and client counts (protocol/messages.py, docs/reliability.md).
     limits: Limits = DEFAULT_LIMITS
-    handshake_timeout: float = 30.0
-    max_clients: int = 64
     #: What a client's SetDesktopSize does: "reject" (answer "prohibited") or "accept" (resize the
     #: framebuffer, keeping its top-left content). Either way a ``resize`` event reaches the user.
     resize_policy: str = "reject"
@@ -53,6 +52,20 @@ class ServerConfig:
             raise ValueError(f"resize_policy must be 'reject' or 'accept', not {self.resize_policy!r}")
 
 
+#: Kinds of client misbehaviour counted in ``metrics()["violations"]`` (docs/reliability.md).
+VIOLATIONS = (
+    "protocol_error",
+    "limit_exceeded",
+    "output_overflow",
+    "handshake_timeout",
+    "idle_timeout",
+    "message_timeout",
+    "auth_failure",
+    "max_clients",
+    "clipboard_dropped",  # an extended-clipboard text over max_cut_text: dropped, client kept
+)
+
+
 @dataclass
 class Counters:
     connections: int = 0
@@ -60,6 +73,8 @@ class Counters:
     auth_failures: int = 0
     refused: int = 0
     extra: dict[str, int] = field(default_factory=dict)
+    #: One count per closed misbehaving client, by kind (see :data:`VIOLATIONS`).
+    violations: dict[str, int] = field(default_factory=lambda: dict.fromkeys(VIOLATIONS, 0))
 
 
 class Server:
@@ -105,9 +120,10 @@ class Server:
             if self._closed:
                 await stream.close()
                 return
-            if len(self._tasks) > self.config.max_clients:
+            if len(self._streams) > self.config.limits.max_clients:
                 self.counters.refused += 1
-                log.warning("refusing %s: max_clients=%d reached", stream.peer, self.config.max_clients)
+                limit = self.config.limits.max_clients
+                self.note_violation(stream.peer, "max_clients", f"refused: max_clients={limit} reached")
                 await stream.close()
                 return
             self.counters.connections += 1
@@ -189,11 +205,15 @@ class Server:
     def emit(self, session: Session, event: dict[str, Any]) -> None:
         self.events.put(InputEvent(session.client_id, session.principal, event))
 
-    def note_protocol_error(self, session: Session) -> None:
-        self.counters.protocol_errors += 1
-
-    def note_auth_failure(self, session: Session) -> None:
-        self.counters.auth_failures += 1
+    def note_violation(self, peer: str, kind: str, message: str) -> None:
+        """Count one misbehaving client and log it: the one WARNING line per violation."""
+        counts = self.counters.violations
+        counts[kind] = counts.get(kind, 0) + 1
+        if kind == "protocol_error":
+            self.counters.protocol_errors += 1
+        elif kind == "auth_failure":
+            self.counters.auth_failures += 1
+        log.warning("client %s: %s: %s; closing it", peer, kind, message)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def aclose(self) -> None:

@@ -34,7 +34,7 @@ from .framebuffer import MAX_DIMENSION, TILE, Damage, tile_grid_shape, tiles_to_
 from .protocol import clipboard as xclip
 from .protocol import messages as m
 from .protocol.connection import AuthenticationFailed, ClientInit, ServerConnection
-from .protocol.errors import ProtocolError
+from .protocol.errors import LimitExceeded, ProtocolError
 from .protocol.messages import Encoding
 from .protocol.pixelformat import SERVER_DEFAULT, PixelFormat
 from .transports.base import ByteStream
@@ -120,6 +120,12 @@ class Session:
         self._pseudo: list[bytes] = []  # pseudo-rectangles for the next update
         self._cursor_pending = False
         self._outbox: list[bytes] = []
+        #: Bytes waiting in ``_outbox`` and ``_pseudo``, bounded by ``Limits.max_pending_output``.
+        self._outbox_bytes = 0
+        self._pseudo_bytes = 0
+        #: Whether the client asked for pixels yet (else ``Limits.idle_timeout`` applies).
+        self._asked = False
+        self._violated = False
         self._wake = asyncio.Event()
         self._closing = False
         self._writer_task: asyncio.Task[None] | None = None
@@ -143,9 +149,10 @@ class Session:
     # -- lifecycle ----------------------------------------------------------------------------------
     async def run(self) -> None:
         """Serve the client until it leaves, misbehaves or the server closes."""
+        limits = self.server.config.limits
         try:
             await self._flush_handshake()
-            async with asyncio.timeout(self.server.config.handshake_timeout):
+            async with asyncio.timeout(limits.handshake_timeout):
                 while not self.ready:
                     data = await self.stream.read()
                     if not data:
@@ -153,25 +160,62 @@ class Session:
                         return
                     await self._receive(data)
             self._writer_task = asyncio.create_task(self._writer_loop(), name=f"rfb-writer-{self.client_id}")
-            while not self._closing:
-                data = await self.stream.read()
-                if not data:
-                    break
-                await self._receive(data)
+            await self._read_messages()
         except TimeoutError:
-            log.warning("client %s: handshake timed out", self.peer)
+            self._violation("handshake_timeout", f"no handshake within {limits.handshake_timeout:g} s")
         except AuthenticationFailed as exc:
-            log.warning("client %s: %s", self.peer, exc)
             await self._flush_handshake()
-            self.server.note_auth_failure(self)
+            self._violation("auth_failure", str(exc))
+        except LimitExceeded as exc:
+            await self._flush_handshake()
+            self._violation("limit_exceeded", str(exc))
         except ProtocolError as exc:
-            log.warning("client %s: protocol error: %s; closing it", self.peer, exc)
-            self.server.note_protocol_error(self)
             await self._flush_handshake()
+            self._violation("protocol_error", str(exc))
         except (ConnectionError, OSError) as exc:
             log.info("client %s: connection lost: %s", self.peer, exc)
         finally:
             await self.close()
+
+    async def _read_messages(self) -> None:
+        """The reader loop after the handshake, with the idle and unfinished-message timeouts."""
+        limits = self.server.config.limits
+        loop = asyncio.get_running_loop()
+        idle_deadline = None if limits.idle_timeout is None else loop.time() + limits.idle_timeout
+        partial_since: float | None = None
+        while not self._closing:
+            deadline: float | None = None
+            kind = "idle_timeout"
+            if not self._asked and idle_deadline is not None:
+                deadline = idle_deadline
+            if self.connection.buffered and limits.message_timeout is not None:
+                partial_since = loop.time() if partial_since is None else partial_since
+                if deadline is None or partial_since + limits.message_timeout < deadline:
+                    deadline, kind = partial_since + limits.message_timeout, "message_timeout"
+            else:
+                partial_since = None
+            try:
+                async with asyncio.timeout_at(deadline):
+                    data = await self.stream.read()
+            except TimeoutError:
+                if kind == "idle_timeout":
+                    reason = f"no FramebufferUpdateRequest within {limits.idle_timeout:g} s of the handshake"
+                else:
+                    reason = f"a message left unfinished for {limits.message_timeout:g} s"
+                self._violation(kind, reason)
+                return
+            if not data:
+                if self.connection.buffered and not self._closing:
+                    raise ProtocolError(f"left in the middle of a message ({self.connection.buffered} bytes)")
+                return
+            if await self._receive(data):
+                partial_since = None  # a message completed: the next one gets its own time
+
+    def _violation(self, kind: str, reason: str) -> None:
+        """Count and log (once) why this client is being closed."""
+        if not self._violated:
+            self._violated = True
+            self.server.note_violation(self.peer, kind, reason)
 
     async def close(self) -> None:
         """Stop this session's writer and close its transport; idempotent."""
@@ -193,7 +237,8 @@ class Session:
                 self.stats.bytes_sent += len(data)
 
     # -- incoming -----------------------------------------------------------------------------------
-    async def _receive(self, data: bytes) -> None:
+    async def _receive(self, data: bytes) -> int:
+        """Feed ``data`` to the protocol and act on it; returns how many events it completed."""
         self.stats.bytes_received += len(data)
         events = self.connection.receive_data(data)
         if not self.ready:
@@ -206,6 +251,7 @@ class Session:
                     self._handle(later)
             else:
                 self._handle(event)
+        return len(events)
 
     def _on_client_init(self, event: ClientInit) -> list[Any]:
         self.principal = self.connection.principal
@@ -242,8 +288,7 @@ class Session:
                 rect = self._extended_desktop_size(
                     EDS_REASON_CLIENT, EDS_STATUS_PROHIBITED, fb.width, fb.height
                 )
-                self._pseudo.append(rect)
-                self._wake.set()
+                self._queue_pseudo(rect)
             return
         handler(self, msg)
 
@@ -271,18 +316,18 @@ class Session:
         if Encoding.EXTENDED_DESKTOP_SIZE in added:
             # Tells the client our screen layout; TigerVNC only offers SetDesktopSize after it.
             fb = self.server.framebuffer
-            self._pseudo.append(
+            self._queue_pseudo(
                 self._extended_desktop_size(EDS_REASON_SERVER, EDS_STATUS_OK, fb.width, fb.height)
             )
         if Encoding.QEMU_EXTENDED_KEY in added:
-            self._pseudo.append(m.rect_header(0, 0, 0, 0, Encoding.QEMU_EXTENDED_KEY))
+            self._queue_pseudo(m.rect_header(0, 0, 0, 0, Encoding.QEMU_EXTENDED_KEY))
         if Encoding.EXTENDED_MOUSE_BUTTONS in added:
-            self._pseudo.append(m.rect_header(0, 0, 0, 0, Encoding.EXTENDED_MOUSE_BUTTONS))
+            self._queue_pseudo(m.rect_header(0, 0, 0, 0, Encoding.EXTENDED_MOUSE_BUTTONS))
             self.connection.extended_mouse = True
         if Encoding.CURSOR in added:
             self._cursor_pending = True
         if Encoding.DESKTOP_NAME in added:
-            self._pseudo.append(self._desktop_name_rect())
+            self._queue_pseudo(self._desktop_name_rect())
         if Encoding.CONTINUOUS_UPDATES in added:
             # An unsolicited EndOfContinuousUpdates is how a server says it supports them.
             self.send_message(m.end_of_continuous_updates())
@@ -296,11 +341,13 @@ class Session:
         if not msg.incremental:
             self._mark_region(msg.x, msg.y, msg.width, msg.height)
         self.request = msg
+        self._asked = True
         self._wake.set()
 
     def _on_enable_continuous(self, msg: m.EnableContinuousUpdates) -> None:
         if msg.enable:
             self.continuous = (msg.x, msg.y, msg.width, msg.height)
+            self._asked = True
             self._wake.set()
         else:
             self.continuous = None
@@ -340,8 +387,7 @@ class Session:
         fb = self.server.framebuffer
         if accepted:
             self.server.resize(msg.width, msg.height)
-        self._pseudo.append(self._extended_desktop_size(EDS_REASON_CLIENT, status, fb.width, fb.height))
-        self._wake.set()
+        self._queue_pseudo(self._extended_desktop_size(EDS_REASON_CLIENT, status, fb.width, fb.height))
 
     def _on_key(self, msg: m.KeyEvent) -> None:
         self.server.emit(self, self.input.key(msg.down, msg.keysym))
@@ -368,6 +414,7 @@ class Session:
             self.server.emit(self, {"type": "clipboard", "text": message.text})
         elif message.action == xclip.ACTION_PROVIDE and message.dropped:
             log.warning("client %s: %d-byte clipboard dropped (limit %d)", self.peer, message.dropped, limit)
+            self.server.counters.violations["clipboard_dropped"] += 1  # dropped, the client stays
         elif message.action == xclip.ACTION_REQUEST and message.formats & xclip.FORMAT_TEXT:
             self.send_message(m.server_cut_text_extended(xclip.provide(self.server.clipboard)))
         elif message.action == xclip.ACTION_PEEK:
@@ -425,8 +472,33 @@ class Session:
 
     def send_message(self, data: bytes) -> None:
         """Queue a non-update server message (cut text, fence, ...) for the writer task."""
+        if self._closing:
+            return
         self._outbox.append(data)
+        self._outbox_bytes += len(data)
+        self._check_queued()
         self._wake.set()
+
+    def _queue_pseudo(self, rect: bytes) -> None:
+        """Queue a pseudo-rectangle for the next update."""
+        if self._closing:
+            return
+        self._pseudo.append(rect)
+        self._pseudo_bytes += len(rect)
+        self._check_queued()
+        self._wake.set()
+
+    def _check_queued(self) -> None:
+        """Disconnect a client that lets small messages pile up past ``max_pending_output``."""
+        limit = self.server.config.limits.max_pending_output
+        queued = self._outbox_bytes + self._pseudo_bytes
+        if queued > limit and not self._closing:
+            self._violation("output_overflow", f"{queued} bytes of messages not taken (limit {limit})")
+            self._closing = True
+            self._outbox.clear()
+            self._pseudo.clear()
+            self._outbox_bytes = self._pseudo_bytes = 0
+            self.server.spawn(self.close())
 
     def send_clipboard(self, text: str) -> None:
         """Offer the server clipboard: extended clients get Notify (and ask), others Latin-1 text."""
@@ -437,8 +509,7 @@ class Session:
 
     def name_changed(self) -> None:
         if self.supports(Encoding.DESKTOP_NAME):
-            self._pseudo.append(self._desktop_name_rect())
-            self._wake.set()
+            self._queue_pseudo(self._desktop_name_rect())
 
     def cursor_changed(self) -> None:
         if self.supports(Encoding.CURSOR):
@@ -461,6 +532,7 @@ class Session:
                 if self._outbox:
                     data = self._wire(b"".join(self._outbox))
                     self._outbox.clear()
+                    self._outbox_bytes = 0
                     await self.stream.write(data)
                     self.stats.bytes_sent += len(data)
                 if self.request is not None or self.continuous is not None:
@@ -476,7 +548,7 @@ class Session:
             self._closing = True
             await self.stream.close()
         except ProtocolError as exc:  # pragma: no cover - encoder refusing a format
-            log.warning("client %s: %s; closing it", self.peer, exc)
+            self._violation("protocol_error", str(exc))
             self._closing = True
             await self.stream.close()
 
@@ -502,6 +574,13 @@ class Session:
             clip = self.continuous
         parts: list[bytes] = []
         count = 0
+        if self._pseudo:
+            # Before the resize below: an ExtendedDesktopSize queued here carries the size of its
+            # time, and when the framebuffer was resized since, the current size must come last.
+            parts.extend(self._pseudo)
+            count += len(self._pseudo)
+            self._pseudo.clear()
+            self._pseudo_bytes = 0
         if self.resize_pending:
             self.resize_pending = False
             if self.supports(Encoding.EXTENDED_DESKTOP_SIZE) or self.supports(Encoding.DESKTOP_SIZE):
@@ -509,10 +588,6 @@ class Session:
                 count += 1
                 self.client_size = (fb.width, fb.height)
                 clip = (0, 0, fb.width, fb.height)
-        if self._pseudo:
-            parts.extend(self._pseudo)
-            count += len(self._pseudo)
-            self._pseudo.clear()
         if self._cursor_pending:
             self._cursor_pending = False
             parts.append(self.server.cursor.rect(self.pixel_format))

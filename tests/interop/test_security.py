@@ -186,7 +186,8 @@ def test_tigervnc_rsa_aes_username_and_view_only(served: LoopThread, xvfb: Xvfb)
 
 def test_vncdotool_vnc_auth_and_lockout(served: LoopThread, tmp_path: Path) -> None:
     require("vncdo")
-    display = served.serve(320, 240, password="s3cret", lockout_timeout=1.0)
+    # long enough that the sixth vncdo (each takes ~1 s to start) still meets the lockout
+    display = served.serve(320, 240, password="s3cret", lockout_timeout=6.0)
     frame = noise_and_gradient(320, 240, seed=65)
     served.publish(display, frame)
     seen = _sessions_reaching_server_init(display)
@@ -209,8 +210,8 @@ def test_vncdotool_vnc_auth_and_lockout(served: LoopThread, tmp_path: Path) -> N
     assert result.returncode != 0
     assert "too many security failures" in result.stderr
     assert len(seen) == 1
-    # once the (1 s) lockout is over the right password works again
-    wait_until(lambda: served.call(lambda: display.server.auth.refusal("127.0.0.1:0")) is None, timeout=5)
+    # once the lockout is over the right password works again
+    wait_until(lambda: served.call(lambda: display.server.auth.refusal("127.0.0.1:0")) is None, timeout=15)
     out.unlink()
     assert vncdo("s3cret").returncode == 0
     assert np.array_equal(load_rgb(out), frame)

@@ -1,7 +1,7 @@
 """Sans-I/O RFB protocol core: bytes in, events out; events in, bytes out. No sockets here."""
 
 from .connection import AuthenticationFailed, ClientInit, ServerConnection, State
-from .errors import ProtocolError, Refused
+from .errors import LimitExceeded, ProtocolError, Refused
 from .messages import Encoding, Limits
 from .pixelformat import BGR233, RGB565, SERVER_DEFAULT, PixelFormat, UnsupportedPixelFormat
 from .security import Credentials, SecurityType
@@ -12,6 +12,7 @@ __all__ = [
     "ClientInit",
     "Credentials",
     "Encoding",
+    "LimitExceeded",
     "Limits",
     "PixelFormat",
     "ProtocolError",

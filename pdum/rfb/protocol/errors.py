@@ -11,6 +11,10 @@ class ProtocolError(Exception):
     """
 
 
+class LimitExceeded(ProtocolError):
+    """The peer went over one of the configured :class:`~pdum.rfb.protocol.messages.Limits`."""
+
+
 class AuthenticationFailed(ProtocolError):
     """The client did not prove it knows the secret (or was refused before it could try)."""
 

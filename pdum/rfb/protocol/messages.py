@@ -13,7 +13,7 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from .errors import ProtocolError
+from .errors import LimitExceeded, ProtocolError
 from .pixelformat import PIXEL_FORMAT_SIZE, PixelFormat
 
 
@@ -166,11 +166,35 @@ ClientMessage = (
 
 @dataclass(frozen=True)
 class Limits:
-    """Upper bounds applied while parsing, so that no client can make us buffer without bound."""
+    """What one client may make the server hold or wait for (``serve(..., limits=Limits(...))``).
 
+    The first three are applied while parsing, so no client can make us buffer without bound;
+    the others are enforced by the session and the transports. A client that breaks one is
+    disconnected with one WARNING log line and counted in ``display.metrics()["violations"]``;
+    every other client goes on. ``None`` turns a timeout off. docs/reliability.md has the details.
+    """
+
+    #: Largest ClientCutText (plain or extended clipboard), in bytes.
     max_cut_text: int = 1 << 20
+    #: Most encodings in one SetEncodings.
     max_encodings: int = 1024
+    #: Most screens in one SetDesktopSize.
     max_screens: int = 16
+    #: Bytes of small server messages (fence replies, clipboard, pseudo-rectangles) that may wait
+    #: behind an update the client has not drained yet. Updates themselves never queue: one is
+    #: built only after the previous one was written, so a slow client skips frames instead.
+    max_pending_output: int = 4 << 20
+    #: Seconds to finish the handshake (version, security, ClientInit).
+    handshake_timeout: float | None = 30.0
+    #: Seconds after the handshake within which a client must ask for pixels
+    #: (FramebufferUpdateRequest or EnableContinuousUpdates).
+    idle_timeout: float | None = 60.0
+    #: Seconds a client may leave a message half-sent (a stalled or slowloris client).
+    message_timeout: float | None = 30.0
+    #: Most clients at once, handshaking or not; more are refused.
+    max_clients: int = 64
+    #: Largest WebSocket message a browser client may send (bridge and ASGI), in bytes.
+    max_ws_message: int = 4 << 20
 
 
 DEFAULT_LIMITS = Limits()
@@ -206,7 +230,7 @@ def parse_client_message(
             return None
         (count,) = _U16.unpack_from(buf, 2)
         if count > limits.max_encodings:
-            raise ProtocolError(f"SetEncodings with {count} encodings (limit {limits.max_encodings})")
+            raise LimitExceeded(f"SetEncodings with {count} encodings (limit {limits.max_encodings})")
         size = 4 + 4 * count
         if n < size:
             return None
@@ -239,7 +263,7 @@ def parse_client_message(
         extended = length < 0
         size = -length if extended else length
         if size > limits.max_cut_text:
-            raise ProtocolError(f"ClientCutText of {size} bytes (limit {limits.max_cut_text})")
+            raise LimitExceeded(f"ClientCutText of {size} bytes (limit {limits.max_cut_text})")
         if n < 8 + size:
             return None
         return ClientCutText(bytes(buf[8 : 8 + size]), extended), 8 + size
@@ -263,8 +287,10 @@ def parse_client_message(
             return None
         w, h = struct.unpack_from(">HH", buf, 2)
         count = buf[6]
-        if count == 0 or count > limits.max_screens:
-            raise ProtocolError(f"SetDesktopSize with {count} screens")
+        if count == 0:
+            raise ProtocolError("SetDesktopSize with 0 screens")
+        if count > limits.max_screens:
+            raise LimitExceeded(f"SetDesktopSize with {count} screens (limit {limits.max_screens})")
         size = 8 + 16 * count
         if n < size:
             return None

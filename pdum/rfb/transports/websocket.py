@@ -17,18 +17,24 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
+from websockets.protocol import OPEN
 from websockets.typing import Subprotocol
+
+from ..protocol.errors import LimitExceeded, ProtocolError
 
 log = logging.getLogger(__name__)
 
 #: Largest WebSocket message a client may send; RFB client messages are small.
+#: The Display passes ``Limits.max_ws_message`` instead.
 DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024
 
 
@@ -37,8 +43,9 @@ class WebSocketStream:
 
     kind = "websocket"
 
-    def __init__(self, connection: ServerConnection) -> None:
+    def __init__(self, connection: ServerConnection, max_message: int = DEFAULT_MAX_MESSAGE) -> None:
         self._ws = connection
+        self._max_message = max_message
         peer = connection.remote_address
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         request = connection.request
@@ -47,14 +54,19 @@ class WebSocketStream:
         self.tag: str | None = query.get("widget", [None])[0]
 
     async def read(self) -> bytes:
+        """Raises :class:`ProtocolError` for a text frame and :class:`LimitExceeded` for a message
+        over ``max_message`` (websockets refuses it from its header, before reading the payload,
+        and closes with 1009); the session logs and counts both."""
         try:
             message = await self._ws.recv()
-        except ConnectionClosed:
+        except ConnectionClosed as exc:
+            if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
+                raise LimitExceeded(f"WebSocket message over {self._max_message} bytes") from None
             return b""
         if isinstance(message, str):
-            log.warning("websocket client %s sent a text frame; RFB needs binary frames", self.peer)
-            await self._ws.close(1003, "binary frames only")
-            return b""
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._ws.close(1003, "binary frames only"), timeout=0.5)
+            raise ProtocolError("text WebSocket frame; RFB needs binary frames")
         return bytes(message)
 
     async def write(self, data: bytes) -> None:
@@ -92,12 +104,30 @@ class WebSocketBridge:
         *,
         max_message: int = DEFAULT_MAX_MESSAGE,
         accept: Callable[[Request], str | None] | None = None,
+        on_violation: Callable[[str, str, str], None] | None = None,
     ) -> None:
+        """``on_violation(peer, kind, reason)`` hears of connections whose WebSocket opening
+        handshake was not valid HTTP (they are closed without reaching ``serve_stream``)."""
         self._serve_stream = serve_stream
         self._http = http
         self._max_message = max_message
         self._accept = accept
+        self._on_violation = on_violation
         self._server: WsServer | None = None
+
+    def _connection_class(self) -> type[ServerConnection]:
+        on_violation = self._on_violation
+
+        class Connection(ServerConnection):
+            async def handshake(self, *args: Any, **kwargs: Any) -> None:
+                await super().handshake(*args, **kwargs)
+                failed = self.protocol.handshake_exc
+                if failed is not None and self.protocol.state is not OPEN and on_violation is not None:
+                    peer = self.remote_address
+                    where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+                    on_violation(where, "protocol_error", f"bad WebSocket opening handshake ({failed})")
+
+        return Connection
 
     async def listen(self, host: str, port: int) -> int:
         self._server = await serve(
@@ -112,6 +142,7 @@ class WebSocketBridge:
             ping_timeout=20,
             open_timeout=10,
             server_header="pdum.rfb",
+            create_connection=self._connection_class(),
         )
         sockets = list(self._server.sockets)
         return int(sockets[0].getsockname()[1])
@@ -134,7 +165,7 @@ class WebSocketBridge:
         return Response(status, HTTPStatus(status).phrase, headers, body)
 
     async def _handler(self, connection: ServerConnection) -> None:
-        await self._serve_stream(WebSocketStream(connection))
+        await self._serve_stream(WebSocketStream(connection, self._max_message))
 
     async def aclose(self) -> None:
         if self._server is None:
