@@ -138,7 +138,7 @@ class RfbApp:
             path = path[len(root) :] or "/"
         display, rest = self._resolve(path)
         if kind == "http":
-            await self._http(display, rest, send)
+            await self._http(display, rest, scope.get("query_string", b"").decode("latin-1"), send)
         elif kind == "websocket":
             await self._websocket(display, scope, receive, send)
 
@@ -151,13 +151,17 @@ class RfbApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _http(self, display: Display | None, path: str, send: Send) -> None:
+    async def _http(self, display: Display | None, path: str, query: str, send: Send) -> None:
         if display is None:
             if self._single is None and path in ("", "/"):
                 listing = {"displays": sorted(self._hub)}
                 await _respond(send, 200, "application/json", json.dumps(listing).encode())
                 return
             await _respond(send, 404, "text/plain", b"not found\n")
+            return
+        refusal = display.access.check_http(f"{path}?{query}" if query else path)
+        if refusal is not None:
+            await _respond(send, 403, "text/plain", (refusal + "\n").encode())
             return
         result = web.route(path, display.name, display.metrics())
         if result is None:
@@ -175,6 +179,16 @@ class RfbApp:
         if display._loop is not asyncio.get_running_loop():
             log.error("ASGI app runs on another event loop than the Display; refusing the WebSocket")
             await send({"type": "websocket.close", "code": 1011})
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        query = scope.get("query_string", b"").decode("latin-1")
+        refusal = display.access.check_websocket(f"/?{query}", headers, scope.get("subprotocols", []))
+        if refusal is not None:
+            client = scope.get("client")
+            display.server.note_violation(
+                f"{client[0]}:{client[1]}" if client else "asgi", "forbidden", refusal
+            )
+            await send({"type": "websocket.close", "code": 4403})  # before accept: HTTP 403
             return
         accept: dict[str, Any] = {"type": "websocket.accept"}
         if "binary" in scope.get("subprotocols", []):

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import web
+from .access import AccessPolicy
 from .auth import AuthContext, Authenticator, Lockout
 from .copyrect import Copy, parse_copies
 from .cursor import CursorShape
@@ -115,7 +116,11 @@ class Display:
         lockout_timeout: float = 10.0,
         tls_cert: str | None = None,
         tls_key: str | None = None,
+        token: str | None = None,
+        origins: Sequence[str] | None = None,
     ) -> None:
+        #: Token and origin checks for the WebSocket bridge, /metrics and the ASGI app.
+        self.access = AccessPolicy.build(token, origins)
         self._framebuffer = Framebuffer(width, height)
         self.host = host
         self.fps = fps
@@ -179,6 +184,7 @@ class Display:
                     self._http,
                     max_message=self._server.config.limits.max_ws_message,
                     on_violation=self._server.note_violation,
+                    accept=self._accept_request,
                 )
                 self.port = await self._bridge.listen(self.host, self.requested_port)
         except BaseException:
@@ -188,6 +194,15 @@ class Display:
             self._stats_task = self._loop.create_task(self._stats.run(), name="pdum-rfb-stats")
         log.info("serving %dx%d: vnc %s, websocket %s", self.width, self.height, self.vnc_url, self.ws_url)
         return self
+
+    def _accept_request(self, request: Any) -> str | None:
+        """Token and origin checks for the bridge (see :mod:`pdum.rfb.access`)."""
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            offered = [
+                p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
+            ]
+            return self.access.check_websocket(request.path, request.headers, offered)
+        return self.access.check_http(request.path)
 
     async def _http(self, path: str, headers: Any) -> tuple[int, str, bytes] | None:
         return web.route(path, self.name, self.metrics())
@@ -423,6 +438,7 @@ class Display:
             show_toolbar=show_toolbar,
             show_stats=show_stats,
             password=password or "",
+            token=self.access.token or "",
         )
         self._widgets.add(view)
         if self._stats is not None and self._push_stats not in self._stats.listeners:
@@ -482,6 +498,8 @@ async def serve(
     lockout_timeout: float = 10.0,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    token: str | None = None,
+    origins: Sequence[str] | None = None,
 ) -> Display:
     """Create a :class:`Display` of ``width`` x ``height`` and start serving it.
 
@@ -506,6 +524,11 @@ async def serve(
     replaces the password check and returns the principal (``None`` refuses; a principal with
     ``view_only`` true only watches). ``lockout_threshold`` failures in a row lock a peer address
     out for ``lockout_timeout`` seconds, doubling each time (0 disables it).
+
+    Browser-facing endpoints (docs/security.md): with ``token`` the WebSocket URL must carry
+    ``?token=...`` (the widget and viewer page add it) and ``/metrics`` needs it too; ``origins``
+    is an allow-list for browsers' ``Origin`` header (stops other web sites from opening the
+    WebSocket). Both apply to the in-process bridge and to :class:`pdum.rfb.asgi.RfbApp`.
     """
     display = Display(
         width,
@@ -530,5 +553,7 @@ async def serve(
         lockout_timeout=lockout_timeout,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        token=token,
+        origins=origins,
     )
     return await display.start()

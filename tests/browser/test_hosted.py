@@ -168,3 +168,13 @@ def test_asgi_hub_routes_by_name(served: LoopThread) -> None:
     status, body = served.run(get("/left/"))
     assert status == 200 and b"<title>left</title>" in body
     assert served.run(get("/nobody/health"))[0] == 404
+
+
+def test_full_page_viewer_with_a_token(served: LoopThread, page: Any) -> None:
+    display = served.serve(320, 240, port=0, token="s3cret")
+    frame = noise(320, 240, seed=88)
+    served.publish(display, frame)
+    page.goto(display.http_url)  # no token: the WebSocket is refused
+    wait_until(lambda: page.evaluate("window.pdumRfbModel.get('state')") == "disconnected", timeout=10)
+    page.goto(display.http_url + "?token=s3cret")  # the page passes its token on
+    wait_for_canvas(page, frame, VIEWER_CANVAS)

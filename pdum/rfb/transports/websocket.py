@@ -151,6 +151,10 @@ class WebSocketBridge:
         if self._accept is not None:
             refusal = self._accept(request)
             if refusal is not None:
+                peer = connection.remote_address
+                where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+                if self._on_violation is not None:
+                    self._on_violation(where, "forbidden", refusal)
                 return connection.respond(HTTPStatus.FORBIDDEN, refusal + "\n")
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return None
