@@ -38,6 +38,8 @@ class AsgiWebSocketStream:
     """:class:`~pdum.rfb.transports.base.ByteStream` over an ASGI WebSocket connection."""
 
     kind = "asgi"
+    #: Writes do not wait for the peer, so the session offers no continuous updates.
+    flow_controlled = False
 
     def __init__(
         self, scope: Scope, receive: Receive, send: Send, max_message: int = DEFAULT_LIMITS.max_ws_message

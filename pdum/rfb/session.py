@@ -328,8 +328,11 @@ class Session:
             self._cursor_pending = True
         if Encoding.DESKTOP_NAME in added:
             self._queue_pseudo(self._desktop_name_rect())
-        if Encoding.CONTINUOUS_UPDATES in added:
-            # An unsolicited EndOfContinuousUpdates is how a server says it supports them.
+        if Encoding.CONTINUOUS_UPDATES in added and getattr(self.stream, "flow_controlled", True):
+            # An unsolicited EndOfContinuousUpdates is how a server says it supports them. Only
+            # offered where writes wait for the peer (TCP, our WebSocket): over the comm channel
+            # or an ASGI server without backpressure, requests pace the updates instead, which
+            # keeps what is in flight to one update.
             self.send_message(m.end_of_continuous_updates())
         if Encoding.FENCE in added:
             self.ping()

@@ -14,6 +14,8 @@ class ByteStream(Protocol):
     kind: str
     #: Printable peer address.
     peer: str
+    #: Optional (default True): False when ``write`` does not wait for the peer to take the data;
+    #: such streams get no continuous updates, so requests bound what is in flight.
 
     async def read(self) -> bytes:
         """Some bytes from the client; ``b""`` once the client has gone."""

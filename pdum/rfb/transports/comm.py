@@ -23,6 +23,8 @@ class CommStream:
     """:class:`~pdum.rfb.transports.base.ByteStream` over a widget's custom comm messages."""
 
     kind = "comm"
+    #: Writes do not wait for the peer, so the session offers no continuous updates.
+    flow_controlled = False
 
     def __init__(
         self, send: Callable[[dict[str, Any], list[bytes] | None], None], peer: str, tag: str
