@@ -1,7 +1,7 @@
 """Load and thread-safety on loopback, bounded in time.
 
 - 32 raw asyncio clients and 2 libvncclient clients while a thread publishes at 30 fps for
-  ``LOAD_SECONDS`` (20 s here; ``PDUM_RFB_LOAD_SECONDS=60`` reproduces docs/reliability.md):
+  ``LOAD_SECONDS`` (60 s, as in docs/reliability.md; ``PDUM_RFB_LOAD_SECONDS`` changes it):
   the process's RSS stays bounded, every client receives frames, and a client that never
   reads neither slows the others nor holds more than about one update.
 - A thread publishing as fast as it can, with resizes, while clients come and go: a
@@ -29,8 +29,8 @@ from pdum.rfb.testing import noise, seed_scene
 from ..support import LoopThread, run_async, wait_until
 from .clients import VncDump, in_client_format
 
-#: Seconds of load; raise it with PDUM_RFB_LOAD_SECONDS (the docs quote a 60 s run).
-LOAD_SECONDS = float(os.environ.get("PDUM_RFB_LOAD_SECONDS", "20"))
+#: Seconds of load (the 60 s of the acceptance criteria); PDUM_RFB_LOAD_SECONDS changes it.
+LOAD_SECONDS = float(os.environ.get("PDUM_RFB_LOAD_SECONDS", "60"))
 RAW_CLIENTS = 32
 FPS = 30
 WIDTH, HEIGHT = 640, 480

@@ -26,6 +26,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from Crypto.PublicKey import RSA
+
+from tests.certs import make_certificate
 
 from .support import REPO
 
@@ -44,6 +47,8 @@ async def _serve(*args, **kwargs):
     for key in ("port", "vnc_port"):
         if kwargs.get(key, 0) is not None:
             kwargs[key] = 0
+    if kwargs.get("host") == "0.0.0.0":  # tests only ever listen on loopback
+        kwargs["host"] = "127.0.0.1"
     display = await _real_serve(*args, **kwargs)
     _opened.append(display)
     return display
@@ -112,6 +117,9 @@ def test_snippet_runs(where: str, code: str, mark: str | None, tmp_path: Path) -
     if mark == "no-run":
         compile(textwrap.dedent(code), where, "exec", flags=0x2000)  # still valid Python (top-level await ok)
         return
+    # Key material the security snippets name (relative paths, made fresh for each run).
+    make_certificate(tmp_path)
+    (tmp_path / "rsa.pem").write_bytes(RSA.generate(2048).export_key())
     env = {**os.environ, "VNC_PASSWORD": "s3cret"}
     cmd = [sys.executable, "-c", PRELUDE]
     proc = subprocess.Popen(
