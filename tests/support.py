@@ -96,3 +96,31 @@ def run_async(coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
     if "error" in result:
         raise result["error"]
     return result["value"]  # type: ignore[no-any-return]
+
+
+async def rfb_connect(
+    port: int, *, rcvbuf: int | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw RFB 3.8 connection with security None, read up to the end of ServerInit.
+
+    ``rcvbuf`` shrinks the socket's receive window, so a client that stops reading backs the
+    server up quickly.
+    """
+    if rcvbuf is None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    else:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+    assert await reader.readexactly(12) == b"RFB 003.008\n"
+    writer.write(b"RFB 003.008\n")
+    count = (await reader.readexactly(1))[0]
+    await reader.readexactly(count)
+    writer.write(b"\x01")
+    assert await reader.readexactly(4) == b"\0\0\0\0"
+    writer.write(b"\x01")
+    header = await reader.readexactly(24)
+    await reader.readexactly(int.from_bytes(header[20:24], "big"))
+    return reader, writer

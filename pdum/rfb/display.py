@@ -474,34 +474,14 @@ class Display:
         return f"<Display {self.width}x{self.height} vnc={self.vnc_url} clients={self.client_count}>"
 
 
-async def serve(
-    width: int,
-    height: int,
-    *,
-    host: str = "127.0.0.1",
-    port: int | None = 8765,
-    vnc_port: int | None = 0,
-    password: str | None = None,
-    security: Sequence[str | int] | None = None,
-    name: str = "pdum.rfb",
-    fps: float = 30,
-    stats_interval: float | None = None,
-    event_queue_size: int = 4096,
-    allow_insecure: bool = False,
-    limits: Limits = DEFAULT_LIMITS,
-    resize_policy: str = "reject",
-    lossy: bool = False,
-    tight_gradient: bool = False,
-    authenticate: Callable[[AuthContext], Any] | None = None,
-    rsa_key: Any = None,
-    lockout_threshold: int = 5,
-    lockout_timeout: float = 10.0,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-    token: str | None = None,
-    origins: Sequence[str] | None = None,
-) -> Display:
+async def serve(width: int, height: int, **options: Any) -> Display:
     """Create a :class:`Display` of ``width`` x ``height`` and start serving it.
+
+    ``options`` are :class:`Display`'s keyword arguments (one list, kept in one place): ``host``,
+    ``port``, ``vnc_port``, ``password``, ``security``, ``name``, ``fps``, ``stats_interval``,
+    ``event_queue_size``, ``allow_insecure``, ``limits``, ``resize_policy``, ``lossy``,
+    ``tight_gradient``, ``authenticate``, ``rsa_key``, ``lockout_threshold``, ``lockout_timeout``,
+    ``tls_cert``, ``tls_key``, ``token``, ``origins``.
 
     ``vnc_port`` is the raw RFB TCP port (0 picks a free one, ``None`` disables it); ``port`` is
     the WebSocket/HTTP port for browser viewers. ``password`` enables VncAuth (only its first 8
@@ -530,30 +510,4 @@ async def serve(
     is an allow-list for browsers' ``Origin`` header (stops other web sites from opening the
     WebSocket). Both apply to the in-process bridge and to :class:`pdum.rfb.asgi.RfbApp`.
     """
-    display = Display(
-        width,
-        height,
-        host=host,
-        port=port,
-        vnc_port=vnc_port,
-        password=password,
-        security=security,
-        name=name,
-        fps=fps,
-        stats_interval=stats_interval,
-        event_queue_size=event_queue_size,
-        allow_insecure=allow_insecure,
-        limits=limits,
-        resize_policy=resize_policy,
-        lossy=lossy,
-        tight_gradient=tight_gradient,
-        authenticate=authenticate,
-        rsa_key=rsa_key,
-        lockout_threshold=lockout_threshold,
-        lockout_timeout=lockout_timeout,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        token=token,
-        origins=origins,
-    )
-    return await display.start()
+    return await Display(width, height, **options).start()

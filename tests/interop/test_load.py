@@ -26,7 +26,7 @@ import pytest
 
 from pdum.rfb.testing import noise, seed_scene
 
-from ..support import LoopThread, run_async, wait_until
+from ..support import LoopThread, rfb_connect, run_async, wait_until
 from .clients import VncDump, in_client_format
 
 #: Seconds of load (the 60 s of the acceptance criteria); PDUM_RFB_LOAD_SECONDS changes it.
@@ -69,17 +69,8 @@ class RawClient:
         self.first_update: float | None = None
 
     async def run(self, port: int, stop: asyncio.Event) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await rfb_connect(port)
         try:
-            await reader.readexactly(12)
-            writer.write(b"RFB 003.008\n")
-            count = (await reader.readexactly(1))[0]
-            await reader.readexactly(count)
-            writer.write(b"\x01")
-            await reader.readexactly(4)
-            writer.write(b"\x01")
-            header = await reader.readexactly(24)
-            await reader.readexactly(struct.unpack(">I", header[20:])[0])
             writer.write(struct.pack(">BxH2i", 2, 2, 6, -223))  # Zlib, DesktopSize
             writer.write(struct.pack(">BBHHHH", 3, 0, 0, 0, WIDTH, HEIGHT))
             while not stop.is_set():
@@ -119,20 +110,7 @@ class _suppress:
 
 async def _stuck_client(port: int, stop: asyncio.Event) -> None:
     """Asks for full updates with a tiny receive window and never reads."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-    reader, writer = await asyncio.open_connection(sock=sock)
-    await reader.readexactly(12)
-    writer.write(b"RFB 003.008\n")
-    count = (await reader.readexactly(1))[0]
-    await reader.readexactly(count)
-    writer.write(b"\x01")
-    await reader.readexactly(4)
-    writer.write(b"\x01")
-    header = await reader.readexactly(24)
-    await reader.readexactly(struct.unpack(">I", header[20:])[0])
+    reader, writer = await rfb_connect(port, rcvbuf=4096)
     writer.write(struct.pack(">BBHHHH", 3, 0, 0, 0, WIDTH, HEIGHT))
     while not stop.is_set():
         writer.write(struct.pack(">BBHHHH", 3, 0, 0, 0, WIDTH, HEIGHT))

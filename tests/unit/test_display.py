@@ -12,21 +12,11 @@ import pytest
 
 import pdum.rfb as rfb
 from pdum.rfb.testing import noise
-from tests.support import run_async
+from tests.support import rfb_connect, run_async
 
 
 async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    assert await reader.readexactly(12) == b"RFB 003.008\n"
-    writer.write(b"RFB 003.008\n")
-    count = (await reader.readexactly(1))[0]
-    await reader.readexactly(count)
-    writer.write(b"\x01")
-    assert await reader.readexactly(4) == b"\0\0\0\0"
-    writer.write(b"\x01")
-    header = await reader.readexactly(24)
-    await reader.readexactly(struct.unpack(">I", header[20:])[0])
-    return reader, writer
+    return await rfb_connect(port)
 
 
 def _fds() -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import struct
 import threading
 from typing import Any
@@ -16,31 +15,14 @@ import pytest
 import pdum.rfb as rfb
 from pdum.rfb.asgi import RfbApp
 from pdum.rfb.testing import noise
-from tests.support import run_async
+from tests.support import rfb_connect, run_async
 
 LOG = "pdum.rfb"
 
 
 async def _connect(port: int, rcvbuf: int | None = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A raw client through the whole RFB 3.8 handshake (security None, shared)."""
-    if rcvbuf is None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    else:  # a small receive window, so the server's writes back up quickly
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-        reader, writer = await asyncio.open_connection(sock=sock)
-    await reader.readexactly(12)
-    writer.write(b"RFB 003.008\n")
-    count = (await reader.readexactly(1))[0]
-    await reader.readexactly(count)
-    writer.write(b"\x01")
-    await reader.readexactly(4)
-    writer.write(b"\x01")
-    header = await reader.readexactly(24)
-    await reader.readexactly(struct.unpack(">I", header[20:])[0])
-    return reader, writer
+    return await rfb_connect(port, rcvbuf=rcvbuf)
 
 
 async def _closed_by_server(reader: asyncio.StreamReader, timeout: float = 5.0) -> None:
