@@ -27,6 +27,8 @@ def _canvas_grabber(selector: str) -> str:
 
 
 VIEWER_CANVAS = _canvas_grabber(".pdum-rfb-screen canvas")
+# the viewer's state, or null while the page's module script has not run yet
+VIEWER_STATE = "window.pdumRfbModel ? window.pdumRfbModel.get('state') : null"
 STOCK_CANVAS = _canvas_grabber("#screen canvas")
 
 
@@ -45,7 +47,7 @@ def test_full_page_viewer(served: LoopThread, page: Any) -> None:
     second = noise(320, 240, seed=82)
     served.publish(display, second)
     wait_for_canvas(page, second, VIEWER_CANVAS)
-    assert page.evaluate("window.pdumRfbModel.get('state')") == "connected"
+    assert page.evaluate(VIEWER_STATE) == "connected"
 
 
 @pytest.fixture
@@ -130,13 +132,13 @@ def test_viewer_reconnects_when_the_display_comes_back(served: LoopThread, page:
     page.goto(display.http_url)
     wait_for_canvas(page, first, VIEWER_CANVAS)
     served.run(display.aclose())
-    wait_until(lambda: page.evaluate("window.pdumRfbModel.get('state')") == "disconnected", timeout=10)
+    wait_until(lambda: page.evaluate(VIEWER_STATE) == "disconnected", timeout=10)
     # The page itself came from the old Display; a new one on the same port brings the viewer back.
     again = served.serve(200, 150, port=port)
     second = noise_and_gradient(200, 150, seed=87)
     served.publish(again, second)
     wait_for_canvas(page, second, VIEWER_CANVAS, timeout=20)
-    assert page.evaluate("window.pdumRfbModel.get('state')") == "connected"
+    assert page.evaluate(VIEWER_STATE) == "connected"
 
 
 def test_asgi_hub_routes_by_name(served: LoopThread) -> None:
@@ -175,6 +177,6 @@ def test_full_page_viewer_with_a_token(served: LoopThread, page: Any) -> None:
     frame = noise(320, 240, seed=88)
     served.publish(display, frame)
     page.goto(display.http_url)  # no token: the WebSocket is refused
-    wait_until(lambda: page.evaluate("window.pdumRfbModel.get('state')") == "disconnected", timeout=10)
+    wait_until(lambda: page.evaluate(VIEWER_STATE) == "disconnected", timeout=10)
     page.goto(display.http_url + "?token=s3cret")  # the page passes its token on
     wait_for_canvas(page, frame, VIEWER_CANVAS)
