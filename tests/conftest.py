@@ -41,6 +41,24 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def vncdump_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The libvncclient test client, compiled once per run (interop and browser tests share it)."""
+    from tests.interop.clients import build_vncdump
+
+    return build_vncdump(tmp_path_factory.mktemp("vncdump"))
+
+
+@pytest.fixture(scope="session")
+def xvfb() -> Iterator[Any]:
+    """One 1280x720 virtual screen per run for the GUI viewers."""
+    from tests.interop.clients import Xvfb
+
+    screen = Xvfb(1280, 720)
+    yield screen
+    screen.close()
+
+
+@pytest.fixture(scope="session")
 def loop_thread() -> Iterator[LoopThread]:
     lt = LoopThread()
     yield lt

@@ -124,3 +124,43 @@ async def rfb_connect(
     header = await reader.readexactly(24)
     await reader.readexactly(int.from_bytes(header[20:24], "big"))
     return reader, writer
+
+
+# -- blocking raw-socket clients (hostile-input tests) ------------------------------------------------
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        assert chunk, "server closed early"
+        data += chunk
+    return data
+
+
+def recv_all(sock: socket.socket, timeout: float = 5.0, *, reset_ok: bool = False) -> bytes:
+    """Everything the server sends until it closes the connection (a reset ends it too if
+    ``reset_ok``)."""
+    sock.settimeout(timeout)
+    chunks = []
+    while True:
+        try:
+            data = sock.recv(65536)
+        except ConnectionResetError:
+            if not reset_ok:
+                raise
+            data = b""
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
+
+
+def rfb_handshake(sock: socket.socket) -> None:
+    """RFB 3.8, security None, shared, read up to the end of ServerInit (blocking socket)."""
+    assert recv_exactly(sock, 12) == b"RFB 003.008\n"
+    sock.sendall(b"RFB 003.008\n")
+    count = recv_exactly(sock, 1)[0]
+    recv_exactly(sock, count)
+    sock.sendall(b"\x01")
+    assert recv_exactly(sock, 4) == b"\0\0\0\0"
+    sock.sendall(b"\x01")
+    header = recv_exactly(sock, 24)
+    recv_exactly(sock, int.from_bytes(header[20:24], "big"))

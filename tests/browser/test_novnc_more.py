@@ -6,7 +6,6 @@ a paste larger than the clipboard limit."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +16,10 @@ import pdum.rfb as rfb
 from pdum.rfb.protocol.messages import Encoding
 from pdum.rfb.testing import checkerboard, gradient, noise, noise_and_gradient, solid, text_like
 
-from ..interop.clients import VncDump, Xvfb, build_vncdump, find_subimage, in_client_format, tigervnc
+from ..interop.clients import VncDump, Xvfb, find_subimage, in_client_format, tigervnc
 from ..support import LoopThread, wait_until
 from .conftest import wait_for_canvas
 from .test_novnc import GRAB, PSEUDO, open_novnc
-
-
-@pytest.fixture(scope="module")
-def vncdump_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_vncdump(tmp_path_factory.mktemp("vncdump"))
-
-
-@pytest.fixture(scope="module")
-def xvfb() -> Iterator[Xvfb]:
-    screen = Xvfb(1280, 720)
-    yield screen
-    screen.close()
 
 
 def ws_url(display: rfb.Display) -> str:

@@ -19,51 +19,17 @@ import pytest
 import pdum.rfb as rfb
 from pdum.rfb.testing import noise
 
-from ..support import LoopThread, wait_until
+from ..support import LoopThread, recv_all, recv_exactly, rfb_handshake, wait_until
 from .clients import VncDump, in_client_format
 
 PF = struct.Struct(">BBBBHHHBBB3x")
 
 
-def _recv_all(sock: socket.socket, timeout: float = 5.0) -> bytes:
-    sock.settimeout(timeout)
-    chunks = []
-    while True:
-        try:
-            data = sock.recv(65536)
-        except ConnectionResetError:
-            data = b""
-        if not data:
-            return b"".join(chunks)
-        chunks.append(data)
-
-
-def _recv_exactly(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        assert chunk, "server closed early"
-        data += chunk
-    return data
-
-
-def _handshake(sock: socket.socket) -> None:
-    assert _recv_exactly(sock, 12) == b"RFB 003.008\n"
-    sock.sendall(b"RFB 003.008\n")
-    count = _recv_exactly(sock, 1)[0]
-    _recv_exactly(sock, count)
-    sock.sendall(b"\x01")
-    assert _recv_exactly(sock, 4) == b"\0\0\0\0"
-    sock.sendall(b"\x01")
-    header = _recv_exactly(sock, 24)
-    _recv_exactly(sock, struct.unpack(">I", header[20:24])[0])
-
-
 def _rfb_attack(payload: bytes) -> Callable[[socket.socket], bytes]:
     def attack(sock: socket.socket) -> bytes:
-        _handshake(sock)
+        rfb_handshake(sock)
         sock.sendall(payload)
-        return _recv_all(sock)
+        return recv_all(sock, reset_ok=True)
 
     return attack
 
@@ -121,7 +87,7 @@ def ws_text_frame(sock: socket.socket) -> bytes:
     sock.sendall(
         _ws_frame_header(1, len(payload), mask) + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     )
-    return _recv_all(sock)
+    return recv_all(sock, reset_ok=True)
 
 
 SENT_OF_HUGE_FRAME = 256 * 1024
@@ -135,24 +101,24 @@ def ws_100_mib_frame(sock: socket.socket) -> bytes:
         sock.sendall(bytes(SENT_OF_HUGE_FRAME))
     except (BrokenPipeError, ConnectionResetError):
         pass  # already closed by the server
-    return _recv_all(sock)
+    return recv_all(sock, reset_ok=True)
 
 
 def http_on_ws_port(sock: socket.socket) -> bytes:
     sock.sendall(b"\x16\x03\x01\x02\x00garbage that is not HTTP\r\n\r\n")
-    return _recv_all(sock)
+    return recv_all(sock, reset_ok=True)
 
 
 def http_on_vnc_port(sock: socket.socket) -> bytes:
     sock.recv(12)
     sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-    return _recv_all(sock)
+    return recv_all(sock, reset_ok=True)
 
 
 def stops_mid_message(sock: socket.socket) -> bytes:
-    _handshake(sock)
+    rfb_handshake(sock)
     sock.sendall(struct.pack(">BBHHHH", 3, 0, 0, 0, 320, 240) + b"\x02\x00\x00\x09\x00\x00\x00")
-    return _recv_all(sock)  # the server times the half-sent SetEncodings out
+    return recv_all(sock, reset_ok=True)  # the server times the half-sent SetEncodings out
 
 
 #: name -> (attack, port ("vnc" or "ws"), violation kind, text expected in the WARNING line)
@@ -237,7 +203,7 @@ def test_update_requests_outside_the_framebuffer_are_clipped(
     try:
         good.wait_for(in_client_format(frame, 32))
         with socket.create_connection(("127.0.0.1", display.vnc_port), timeout=5) as sock:
-            _handshake(sock)
+            rfb_handshake(sock)
             sock.sendall(struct.pack(">BxH4i", 2, 4, 0, -223, -308, 0))  # Raw + DesktopSize + EDS
             for x, y, w, h in [(60000, 60000, 65535, 65535), (320, 0, 10, 10), (0, 240, 10, 10)]:
                 sock.sendall(struct.pack(">BBHHHH", 3, 0, x, y, w, h))
@@ -245,15 +211,15 @@ def test_update_requests_outside_the_framebuffer_are_clipped(
             # the first update may carry the ExtendedDesktopSize rectangle first
             pixels = 0
             while pixels < 20 * 40:
-                count = struct.unpack(">xxH", _recv_exactly(sock, 4))[0]
+                count = struct.unpack(">xxH", recv_exactly(sock, 4))[0]
                 for _ in range(count):
-                    x, y, w, h, enc = struct.unpack(">HHHHi", _recv_exactly(sock, 12))
+                    x, y, w, h, enc = struct.unpack(">HHHHi", recv_exactly(sock, 12))
                     if enc == 0:
                         assert x >= 300 and y >= 200 and x + w <= 320 and y + h <= 240
-                        _recv_exactly(sock, w * h * 4)
+                        recv_exactly(sock, w * h * 4)
                         pixels += w * h
                     elif enc == -308:
-                        _recv_exactly(sock, 16 * _recv_exactly(sock, 4)[0])
+                        recv_exactly(sock, 16 * recv_exactly(sock, 4)[0])
             assert pixels == 20 * 40
             assert display.client_count == 2
         assert sum(served.call(display.metrics)["violations"].values()) == 0
@@ -271,10 +237,10 @@ def test_shift_past_depth_within_bpp_is_served(served: LoopThread) -> None:
     display = served.serve(64, 64)
     served.publish(display, np.full((64, 64, 3), (255, 0, 0), dtype=np.uint8))
     with socket.create_connection(("127.0.0.1", display.vnc_port), timeout=5) as sock:
-        _handshake(sock)
+        rfb_handshake(sock)
         sock.sendall(_set_pixel_format(32, 8, 0, 1, 255, 255, 255, 24, 16, 8))  # depth 8, shifts to 24
         sock.sendall(struct.pack(">BBHHHH", 3, 0, 0, 0, 1, 1))
-        assert struct.unpack(">xxH", _recv_exactly(sock, 4))[0] == 1
-        assert struct.unpack(">HHHHi", _recv_exactly(sock, 12)) == (0, 0, 1, 1, 0)
-        assert struct.unpack("<I", _recv_exactly(sock, 4))[0] == 0xFF << 24
+        assert struct.unpack(">xxH", recv_exactly(sock, 4))[0] == 1
+        assert struct.unpack(">HHHHi", recv_exactly(sock, 12)) == (0, 0, 1, 1, 0)
+        assert struct.unpack("<I", recv_exactly(sock, 4))[0] == 0xFF << 24
     assert sum(served.call(display.metrics)["violations"].values()) == 0

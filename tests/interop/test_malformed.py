@@ -13,44 +13,20 @@ import pytest
 
 from pdum.rfb.testing import noise
 
-from ..support import LoopThread
+from ..support import LoopThread, recv_all, rfb_handshake
 from .clients import VncDump, in_client_format
-
-
-def _recv_all(sock: socket.socket, timeout: float = 5.0) -> bytes:
-    """Everything the server sends until it closes the connection."""
-    sock.settimeout(timeout)
-    chunks = []
-    while True:
-        data = sock.recv(65536)
-        if not data:
-            return b"".join(chunks)
-        chunks.append(data)
-
-
-def _handshake_38(sock: socket.socket) -> None:
-    assert sock.recv(12) == b"RFB 003.008\n"
-    sock.sendall(b"RFB 003.008\n")
-    count = sock.recv(1)[0]
-    sock.recv(count)
-    sock.sendall(b"\x01")
-    assert sock.recv(4) == b"\0\0\0\0"
-    sock.sendall(b"\x01")
-    header = sock.recv(24)
-    (name_len,) = struct.unpack(">I", header[20:24])
-    sock.recv(name_len)
 
 
 def wrong_version(sock: socket.socket) -> bytes:
     sock.recv(12)
     sock.sendall(b"HELLO WORLD\n")
-    return _recv_all(sock)
+    return recv_all(sock)
 
 
 def version_2(sock: socket.socket) -> bytes:
     sock.recv(12)
     sock.sendall(b"RFB 002.000\n")
-    return _recv_all(sock)
+    return recv_all(sock)
 
 
 def unknown_security_type(sock: socket.socket) -> bytes:
@@ -59,45 +35,45 @@ def unknown_security_type(sock: socket.socket) -> bytes:
     count = sock.recv(1)[0]
     sock.recv(count)
     sock.sendall(b"\x63")  # 99: never offered
-    return _recv_all(sock)
+    return recv_all(sock)
 
 
 def truncated_version(sock: socket.socket) -> bytes:
     sock.recv(12)
     sock.sendall(b"RFB 003.0")
     sock.shutdown(socket.SHUT_WR)
-    return _recv_all(sock)
+    return recv_all(sock)
 
 
 def truncated_message(sock: socket.socket) -> bytes:
-    _handshake_38(sock)
+    rfb_handshake(sock)
     sock.sendall(b"\x00\x00\x00")  # SetPixelFormat cut short
     sock.shutdown(socket.SHUT_WR)
-    return _recv_all(sock)
+    return recv_all(sock)
 
 
 def unknown_message_type(sock: socket.socket) -> bytes:
-    _handshake_38(sock)
+    rfb_handshake(sock)
     sock.sendall(b"\x77" + b"\0" * 20)
-    return _recv_all(sock)
+    return recv_all(sock)
 
 
 def bad_pixel_format(sock: socket.socket) -> bytes:
-    _handshake_38(sock)
+    rfb_handshake(sock)
     sock.sendall(b"\x00\x00\x00\x00" + struct.pack(">BBBBHHHBBB3x", 7, 7, 0, 1, 3, 3, 1, 0, 2, 4))
-    return _recv_all(sock)
+    return recv_all(sock)
 
 
 def colour_map_format(sock: socket.socket) -> bytes:
-    _handshake_38(sock)
+    rfb_handshake(sock)
     sock.sendall(b"\x00\x00\x00\x00" + struct.pack(">BBBBHHHBBB3x", 8, 8, 0, 0, 0, 0, 0, 0, 0, 0))
-    return _recv_all(sock)
+    return recv_all(sock)
 
 
 def huge_cut_text(sock: socket.socket) -> bytes:
-    _handshake_38(sock)
+    rfb_handshake(sock)
     sock.sendall(struct.pack(">B3xI", 6, 2**31) + b"x" * 100)
-    return _recv_all(sock)
+    return recv_all(sock)
 
 
 CASES: dict[str, tuple[Callable[[socket.socket], bytes], str]] = {

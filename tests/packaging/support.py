@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from tests.interop.clients import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,12 +83,6 @@ def run_served(
         assert vnc, f"no VNC URL in the output (exit {proc.poll()}):\n{text}"
         yield Served(proc, int(vnc.group(1)), int(http.group(1)) if http else None, lines)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(proc, timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
