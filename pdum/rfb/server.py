@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,7 +93,6 @@ class Server:
         self._streams: set[ByteStream] = set()
         self._listeners: list[asyncio.Server] = []
         self._closed = False
-        self.on_client_change: Callable[[], None] | None = None
         self.clipboard = ""
         self.cursor = CursorShape(*default_cursor())
         #: Encoded rectangles of the current frame, shared by clients with the same settings.
@@ -137,12 +135,9 @@ class Server:
     # -- registry -----------------------------------------------------------------------------------
     def register(self, session: Session) -> None:
         self.sessions[session.client_id] = session
-        if self.on_client_change:
-            self.on_client_change()
 
     def unregister(self, session: Session) -> None:
-        if self.sessions.pop(session.client_id, None) is not None and self.on_client_change:
-            self.on_client_change()
+        self.sessions.pop(session.client_id, None)
 
     def disconnect_others(self, keep: Session) -> None:
         """An exclusive (non-shared) ClientInit: close every other client, as RFC 6143 says."""
@@ -170,10 +165,6 @@ class Server:
     def copyrect_clients(self) -> bool:
         """Whether any client announced CopyRect (else looking for copies is wasted work)."""
         return any(session.supports(Encoding.COPY_RECT) for session in self.sessions.values())
-
-    def broadcast_message(self, data: bytes) -> None:
-        for session in self.sessions.values():
-            session.send_message(data)
 
     def set_clipboard(self, text: str) -> None:
         self.clipboard = text

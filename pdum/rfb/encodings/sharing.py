@@ -94,11 +94,7 @@ class EncodeCache:
     hits: int = 0
     misses: int = 0
 
-    def lookup(self, generation: int, key: tuple[Any, ...], ctx: EncodeContext) -> bytes | None:
-        if generation != self.generation:
-            self.generation = generation
-            self.entries.clear()
-            return None
+    def _lookup(self, key: tuple[Any, ...], ctx: EncodeContext) -> bytes | None:
         entry = self.entries.get(key)
         if entry is None:
             return None
@@ -116,16 +112,16 @@ class EncodeCache:
         """The payload for ``key``: from the cache when this client can use it, else ``produce()``."""
         if encoding not in STATELESS and not ctx.shared:
             return bytes(produce())  # private streams: nothing to share
-        cached = self.lookup(generation, key, ctx)
+        if generation != self.generation:  # only the current frame's payloads are kept
+            self.generation = generation
+            self.entries.clear()
+        cached = self._lookup(key, ctx)
         if cached is not None:
             return cached
         self.misses += 1
         for c in _compressors(ctx).values():
             c.used = c.emitted_header = False
         payload = bytes(produce())
-        if generation != self.generation:
-            self.generation = generation
-            self.entries.clear()
         after = _compressors(ctx)  # includes streams the encoder opened just now
         if not any(c.emitted_header for c in after.values()):
             self.entries[key] = (payload, frozenset(name for name, c in after.items() if c.used))
