@@ -10,6 +10,7 @@ APT_PACKAGES=(
   xvfb x11-apps imagemagick          # virtual X screen, xwd screenshots, /usr/bin/convert
   tigervnc-viewer tigervnc-tools     # xtigervncviewer, vncpasswd
   xclip                              # reads/sets X selections for TigerVNC's clipboard test
+  xdotool                            # accepts TigerVNC's RSA-AES server-key dialog, clicks
   gvncviewer                         # gvnccapture (gtk-vnc)
   vncsnapshot                        # RFB 3.3 client
   libvncserver-dev gcc               # libvncclient for the C test client
@@ -29,6 +30,13 @@ if ((${#missing[@]})); then
   if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# RSA-AES needs TigerVNC 1.13+ and bookworm has 1.12: tests/interop/test_security.py uses 1.15 from
+# Debian trixie, unpacked (once, no root needed) into a private prefix (amd64 Debian only).
+if [ -z "${PDUM_RFB_TIGERVNC:-}" ]; then
+  PDUM_RFB_TIGERVNC="$(scripts/tigervnc-trixie.sh)"
+  export PDUM_RFB_TIGERVNC
 fi
 
 if ! command -v uv >/dev/null 2>&1; then

@@ -179,12 +179,15 @@ class _KeyApprover:
 
 
 def tigervnc_version(viewer: str) -> tuple[int, ...] | None:
-    """The version a TigerVNC viewer reports (``None`` if it is not there or says nothing)."""
+    """The version a TigerVNC viewer reports (``None`` if it is not there or says nothing).
+
+    1.12 says "TigerVNC Viewer 64-bit v1.12.0", 1.15 "TigerVNC viewer v1.15.0": match either.
+    """
     path = shutil.which(viewer) or (viewer if Path(viewer).exists() else None)
     if path is None:
         return None
     out = subprocess.run([path, "-h"], capture_output=True, text=True, timeout=10)
-    match = re.search(r"TigerVNC Viewer (?:64-bit )?v(\d+)\.(\d+)\.(\d+)", out.stdout + out.stderr)
+    match = re.search(r"TigerVNC viewer (?:64-bit )?v(\d+)\.(\d+)\.(\d+)", out.stdout + out.stderr, re.I)
     return tuple(int(g) for g in match.groups()) if match else None
 
 
