@@ -14,6 +14,7 @@ CORE = ("numpy", "pycryptodome", "websockets", "simplejpeg")
 EXTRAS = {
     "anywidget": ("anywidget", "traitlets"),
     "asgi": ("uvicorn", "starlette"),
+    "h264": ("av",),
 }
 
 
@@ -69,6 +70,10 @@ def main() -> int:
         print(f"  extra [{extra}]: {state}")
         if missing:
             print(f"    -> pip install 'habemus-papadum-rfb[{extra}]'  (only needed for {extra})")
+    from .encodings import h264
+
+    why_not = h264.unavailable_reason()
+    print(f"  H.264 encoding: {'available (libx264 through PyAV)' if why_not is None else why_not}")
     bundle = web.static_file("viewer.js")
     if bundle is None:
         ok = False

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +98,10 @@ class Server:
         self.cursor = CursorShape(*default_cursor())
         #: Encoded rectangles of the current frame, shared by clients with the same settings.
         self.encode_cache = EncodeCache()
+        #: Threads for large updates (session.py); owned here and joined by :meth:`aclose`.
+        self.encode_executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            max_workers=2, thread_name_prefix="pdum-rfb-encode"
+        )
 
     # -- listeners ----------------------------------------------------------------------------------
     async def listen_tcp(self, host: str, port: int) -> int:
@@ -235,3 +240,7 @@ class Server:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(listener.wait_closed(), timeout=0.5)
         self._listeners.clear()
+        if self.encode_executor is not None:
+            # Sessions are gone; an encode still running is one update's worth of work.
+            self.encode_executor.shutdown(wait=True, cancel_futures=True)
+            self.encode_executor = None

@@ -17,7 +17,7 @@ import logging
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +25,11 @@ import numpy as np
 
 from . import copyrect
 from .auth import is_view_only
-from .encodings import ENCODERS, EncodeContext
+from .congestion import CongestionControl, LossyTiles, QualityController
+from .encodings import ENCODERS, EncodeContext, h264
 from .encodings.base import split_rect
 from .encodings.copyrect import copyrect_rect
-from .encodings.sharing import STATELESS, make_shared, sharing_key
+from .encodings.sharing import STATELESS, EncodeCache, make_shared, sharing_key
 from .events import InputTranslator
 from .framebuffer import MAX_DIMENSION, TILE, Damage, tile_grid_shape, tiles_to_rects
 from .protocol import clipboard as xclip
@@ -64,6 +65,49 @@ EDS_STATUS_INVALID = 3
 
 #: Client messages dropped for a view-only principal.
 _INPUT_MESSAGES = (m.KeyEvent, m.QemuExtendedKeyEvent, m.PointerEvent, m.ClientCutText, m.SetDesktopSize)
+
+
+#: Updates covering at least this many pixels are encoded in a worker thread; smaller ones cost
+#: less inline than the hop to a thread.
+THREAD_MIN_PIXELS = 200_000
+#: What one lossless 64x64 refresh tile is assumed to cost on the wire, to pace refreshes.
+REFRESH_TILE_BYTES = 8 * 1024
+
+
+@dataclass
+class EncodeJob:
+    """Rectangles to encode with one encoder and a snapshot of the client's settings."""
+
+    encoder: Any
+    ctx: EncodeContext
+    pixel_format: PixelFormat
+    share_key: tuple[Any, ...]
+    pieces: list[tuple[int, int, int, int]]
+
+
+@dataclass
+class UpdatePlan:
+    """One FramebufferUpdate decided on the event loop; :meth:`encode` may run in a thread."""
+
+    parts: list[bytes]  # pseudo-rectangles and CopyRects, ready to send
+    count: int
+    jobs: list[EncodeJob]
+    pixels: np.ndarray
+    generation: int
+    lossy: bool  # whether damaged rects went out lossily (JPEG)
+    area: int
+
+    def encode(self, cache: EncodeCache) -> bytes:
+        parts = [m.framebuffer_update_header(self.count), *self.parts]
+        for job in self.jobs:
+            encoder = job.encoder
+            for x, y, w, h in job.pieces:
+                rgb = self.pixels[y : y + h, x : x + w]
+                produce = partial(encoder.encode, rgb, job.pixel_format, job.ctx)
+                key = (x, y, w, h, *job.share_key)
+                parts.append(m.rect_header(x, y, w, h, encoder.encoding))
+                parts.append(cache.encode(self.generation, key, encoder.encoding, job.ctx, produce))
+        return b"".join(parts)
 
 
 @dataclass
@@ -132,6 +176,14 @@ class Session:
         self._ping_sent: dict[bytes, int] = {}
         self.clipboard_caps: xclip.ClipboardMessage | None = None
         self.requested_quality: int | None = None
+        #: Bytes in flight and delivery rate from Fence answers (clients that support Fence).
+        self.congestion = CongestionControl()
+        #: The JPEG quality level actually used, adapted to the link (congestion.py).
+        self.quality = QualityController()
+        #: Tiles this client holds only lossily, refreshed losslessly once they stop changing.
+        self.lossy_tiles = LossyTiles(self.damage.shape)
+        #: Whether the writer should wake for lossless refreshes (off after one found nothing due).
+        self._refresh_armed = True
         #: Settings of this client's last update (clients with equal keys share encoded rects).
         self.share_key: tuple[Any, ...] | None = None
 
@@ -227,6 +279,7 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.server.unregister(self)
+        h264.close(self.encode_context)
         await self.stream.close()
 
     async def _flush_handshake(self) -> None:
@@ -263,6 +316,7 @@ class Session:
         self.client_size = (fb.width, fb.height)
         # All dirty: the client holds no pixels yet (CopyRect relies on clean tiles being exact).
         self.damage = np.ones(tile_grid_shape(fb.width, fb.height), dtype=bool)
+        self.lossy_tiles.reshape(self.damage.shape)
         pending = self.connection.send_server_init(
             fb.width, fb.height, SERVER_DEFAULT, self.server.name_bytes
         )
@@ -312,7 +366,10 @@ class Session:
         quality = [enc for enc in msg.encodings if m.QUALITY_LEVEL_0 <= enc <= m.QUALITY_LEVEL_9]
         # JPEG only when the client asked for a quality level *and* the Display allows lossy output.
         self.requested_quality = quality[0] - m.QUALITY_LEVEL_0 if quality else None
-        self.encode_context.quality_level = self.requested_quality if self.server.config.lossy else None
+        self.quality.request(self.requested_quality if self.server.config.lossy else None)
+        self.encode_context.quality_level = self.quality.level
+        ctx = self.encode_context
+        ctx.h264 = h264.configure(ctx.h264, self.supports(Encoding.H264) and self.server.config.lossy)
         if Encoding.EXTENDED_DESKTOP_SIZE in added:
             # Tells the client our screen layout; TigerVNC only offers SetDesktopSize after it.
             fb = self.server.framebuffer
@@ -343,6 +400,8 @@ class Session:
     def _on_update_request(self, msg: m.FramebufferUpdateRequest) -> None:
         if not msg.incremental:
             self._mark_region(msg.x, msg.y, msg.width, msg.height)
+            if self.encode_context.h264 is not None:
+                self.encode_context.h264.request_keyframe()
         self.request = msg
         self._asked = True
         self._wake.set()
@@ -360,6 +419,11 @@ class Session:
         if msg.flags & FENCE_REQUEST:
             # Answer in order with the flags we honour and the same payload.
             self.send_message(m.server_fence(msg.flags & FENCE_SUPPORTED, msg.payload))
+            return
+        if self.congestion.answered(msg.payload, time.monotonic()):
+            if self.congestion.rtt is not None:
+                self.stats.rtt_ms = self.congestion.rtt * 1e3
+            self._wake.set()  # an update may have been waiting for the link to drain
             return
         sent = self._ping_sent.pop(msg.payload, None)
         if sent is not None:
@@ -441,6 +505,7 @@ class Session:
         """Called on every publish; cheap: OR the tiles in and wake the writer."""
         if damage.resized:
             self.damage = damage.tiles.copy()
+            self.lossy_tiles.reshape(self.damage.shape)
             self.resize_pending = True
             self.copies.clear()  # everything is sent again after a resize
         elif damage.tiles.shape == self.damage.shape:
@@ -530,22 +595,18 @@ class Session:
     async def _writer_loop(self) -> None:
         try:
             while not self._closing:
-                await self._wake.wait()
-                self._wake.clear()
+                await self._wait_for_work()
                 if self._outbox:
                     data = self._wire(b"".join(self._outbox))
                     self._outbox.clear()
                     self._outbox_bytes = 0
                     await self.stream.write(data)
                     self.stats.bytes_sent += len(data)
-                if self.request is not None or self.continuous is not None:
-                    update = self._build_update()
-                    if update is not None:
+                if (self.request is not None or self.continuous is not None) and self.congestion.can_send():
+                    plan = self._plan_update()
+                    if plan is not None:
                         self.request = None
-                        update = self._wire(update)
-                        await self.stream.write(update)
-                        self.stats.bytes_sent += len(update)
-                        self.stats.updates_sent += 1
+                        await self._send_update(await self._encode(plan), plan)
         except (ConnectionError, OSError) as exc:
             log.info("client %s: write failed: %s", self.peer, exc)
             self._closing = True
@@ -554,6 +615,50 @@ class Session:
             self._violation("protocol_error", str(exc))
             self._closing = True
             await self.stream.close()
+
+    async def _wait_for_work(self) -> None:
+        """Sleep until woken, or until lossily sent tiles are due for their lossless refresh."""
+        due = None
+        if self._refresh_armed and (self.request is not None or self.continuous is not None):
+            due = self.lossy_tiles.next_due()
+        if due is None:
+            await self._wake.wait()
+        else:
+            try:
+                async with asyncio.timeout(max(0.0, due - time.monotonic())):
+                    await self._wake.wait()
+            except TimeoutError:
+                # Refresh once; if nothing in the clip is due, sleep until something else happens.
+                self._refresh_armed = False
+        self._wake.clear()
+
+    async def _encode(self, plan: UpdatePlan) -> bytes:
+        """Encode a plan: inline when small, else in the server's worker threads (zlib, JPEG and
+        NumPy release the GIL, so the event loop and the encoder use both cores)."""
+        started = time.perf_counter()
+        executor, cache = self.server.encode_executor, self.server.encode_cache
+        if plan.area >= THREAD_MIN_PIXELS and executor is not None:
+            update = await asyncio.get_running_loop().run_in_executor(executor, plan.encode, cache)
+        else:
+            update = plan.encode(cache)
+        self.stats.encode_seconds += time.perf_counter() - started
+        return update
+
+    async def _send_update(self, update: bytes, plan: UpdatePlan) -> None:
+        """Write one update, followed by a Fence request that tells us when the client has read it
+        (congestion.py); adapt the JPEG quality to the link after lossy updates."""
+        now = time.monotonic()
+        if self.supports(Encoding.FENCE):
+            payload = self.congestion.sent_update(len(update), now)
+            update += m.server_fence(FENCE_REQUEST | FENCE_BLOCK_BEFORE, payload)
+        data = self._wire(update)
+        await self.stream.write(data)
+        self.stats.bytes_sent += len(data)
+        self.stats.updates_sent += 1
+        self._refresh_armed = True
+        if plan.lossy:
+            self.quality.observe(len(update), self.congestion.bandwidth, now)
+            self.encode_context.quality_level = self.quality.level
 
     def _wire(self, data: bytes) -> bytes:
         """Server messages as they go on the wire (sealed under RA2/RA2_256/VeNCrypt), in call order."""
@@ -566,8 +671,22 @@ class Session:
                 return encoder
         return ENCODERS[Encoding.RAW]
 
-    def _build_update(self) -> bytes | None:
-        """Encode what the client wants against the current frame, or ``None`` if nothing to send."""
+    def _is_lossy(self, encoder: Any, ctx: EncodeContext) -> bool:
+        """Whether ``encoder`` with ``ctx`` may send pixels that are not exact (Tight's JPEG)."""
+        return encoder.encoding in (Encoding.TIGHT, Encoding.TIGHT_PNG) and ctx.quality_level is not None
+
+    def _refresh_tiles(self, clip_tiles: tuple[slice, slice], now: float) -> np.ndarray:
+        """Lossy tiles due for a lossless refresh, as many as the link takes in one update."""
+        due = np.zeros_like(self.damage)
+        due[clip_tiles] = self.lossy_tiles.due(self.damage, now)[clip_tiles]
+        budget = max(1, int((self.congestion.window() - self.congestion.in_flight) // REFRESH_TILE_BYTES))
+        if int(due.sum()) > budget:
+            flat = due.ravel()
+            flat[np.flatnonzero(flat)[budget:]] = False
+        return due
+
+    def _plan_update(self) -> UpdatePlan | None:
+        """Decide what the client gets now from the current frame, or ``None`` if nothing."""
         fb = self.server.framebuffer
         if self.request is not None:
             r = self.request
@@ -576,65 +695,106 @@ class Session:
             assert self.continuous is not None
             clip = self.continuous
         parts: list[bytes] = []
-        count = 0
         if self._pseudo:
             # Before the resize below: an ExtendedDesktopSize queued here carries the size of its
             # time, and when the framebuffer was resized since, the current size must come last.
             parts.extend(self._pseudo)
-            count += len(self._pseudo)
             self._pseudo.clear()
             self._pseudo_bytes = 0
         if self.resize_pending:
             self.resize_pending = False
             if self.supports(Encoding.EXTENDED_DESKTOP_SIZE) or self.supports(Encoding.DESKTOP_SIZE):
                 parts.append(self._desktop_size_rect(fb.width, fb.height))
-                count += 1
                 self.client_size = (fb.width, fb.height)
                 clip = (0, 0, fb.width, fb.height)
         if self._cursor_pending:
             self._cursor_pending = False
             parts.append(self.server.cursor.rect(self.pixel_format))
-            count += 1
         copies = len(self.copies)
         if copies:
             # Queued CopyRects go before every pixel rect: they read client pixels that the rects
             # below may overwrite. Sent whatever the requested region, as copyrect.py assumes.
             parts.extend(copyrect_rect(*copy) for copy in self.copies)
-            count += copies
             self.copies.clear()
             self.stats.copyrects_sent += copies
         cw, ch = self.client_size
         cx0, cy0 = max(0, clip[0]), max(0, clip[1])
         cx1, cy1 = min(cw, fb.width, clip[0] + clip[2]), min(ch, fb.height, clip[1] + clip[3])
-        rects = tiles_to_rects(self.damage, fb.width, fb.height, (cx0, cy0, cx1 - cx0, cy1 - cy0))
-        if not rects and not parts:
-            return None
-        # Tiles wholly inside the clip are now clean; partly clipped tiles stay damaged.
+        clip_rect = (cx0, cy0, cx1 - cx0, cy1 - cy0)
+        rects = tiles_to_rects(self.damage, fb.width, fb.height, clip_rect)
+        # Tiles wholly inside the clip are clean once sent; partly clipped tiles stay damaged.
         tx0, ty0 = -(-cx0 // TILE), -(-cy0 // TILE)
         full_x1 = cx1 // TILE if cx1 < fb.width else self.damage.shape[1]
         full_y1 = cy1 // TILE if cy1 < fb.height else self.damage.shape[0]
-        self.damage[ty0:full_y1, tx0:full_x1] = False
+        clip_tiles = (slice(ty0, full_y1), slice(tx0, full_x1))
+        now = time.monotonic()
         encoder = self._choose_encoder()
         ctx = self.encode_context
+        h264_job = self._h264_job(rects, clip_rect)  # it repaints all the damage (encodings/h264.py)
+        lossy = h264_job is not None or self._is_lossy(encoder, ctx)
+        refresh = self._refresh_tiles(clip_tiles, now) if self.lossy_tiles.next_due() is not None else None
+        if h264_job is not None and refresh is not None:  # the H.264 frame repaints them anyway
+            refresh &= ~self._rect_tiles(h264_job.pieces[0])
+        refresh_rects = tiles_to_rects(refresh, fb.width, fb.height, clip_rect) if refresh is not None else []
+        if not rects and not parts and not refresh_rects:
+            return None
+        sent = np.zeros_like(self.damage)
+        sent[clip_tiles] = self.damage[clip_tiles]
+        if h264_job is not None:  # it repaints its whole rectangle lossily, damaged or not
+            sent |= self._rect_tiles(h264_job.pieces[0])
+        self.damage[clip_tiles] = False
+        self.lossy_tiles.mark(sent, lossy, now)
+        if refresh is not None:
+            self.lossy_tiles.mark(refresh, False, now)
         # Encode once for clients with the same settings (encodings/sharing.py).
         self.share_key = sharing_key(encoder.encoding, ctx, self.pixel_format)
         if not ctx.shared and encoder.encoding not in STATELESS and self.server.sharing_peers(self):
             make_shared(ctx)
-        cache = self.server.encode_cache
-        started = time.perf_counter()
-        pieces = [p for r in rects for p in split_rect(*r, encoder.max_width, encoder.max_area)]
-        for x, y, w, h in pieces:
-            produce = partial(encoder.encode, fb.pixels[y : y + h, x : x + w], self.pixel_format, ctx)
-            key = (x, y, w, h, *self.share_key)
-            payload = cache.encode(fb.generation, key, encoder.encoding, ctx, produce)
-            parts.append(m.rect_header(x, y, w, h, encoder.encoding))
-            parts.append(payload)
-            count += 1
-        self.stats.encode_seconds += time.perf_counter() - started
-        self.stats.rects_sent += len(pieces)
-        if pieces or copies:
+        jobs = [h264_job] if h264_job is not None else []
+        for job_rects, job_ctx in (
+            ([] if h264_job is not None else rects, ctx),
+            (refresh_rects, replace(ctx, quality_level=None)),
+        ):
+            pieces = [p for r in job_rects for p in split_rect(*r, encoder.max_width, encoder.max_area)]
+            if pieces:
+                # A snapshot of the settings: the client may change them while a thread encodes.
+                job_ctx = replace(job_ctx)
+                key = (*sharing_key(encoder.encoding, job_ctx, self.pixel_format),)
+                jobs.append(EncodeJob(encoder, job_ctx, self.pixel_format, key, pieces))
+        area = sum(w * h for job in jobs for _, _, w, h in job.pieces)
+        pixels = fb.pixels
+        if area >= THREAD_MIN_PIXELS and self.server.encode_executor is not None:
+            pixels = pixels.copy()  # publish() writes in place while the thread reads
+        count = len(parts) + sum(len(job.pieces) for job in jobs)
+        self.stats.rects_sent += count - len(parts)
+        if jobs or copies:
             self.stats.last_generation_sent = fb.generation
-        return m.framebuffer_update_header(count) + b"".join(parts)
+        return UpdatePlan(parts, count, jobs, pixels, fb.generation, lossy and bool(rects), area)
+
+    def _rect_tiles(self, rect: tuple[int, int, int, int]) -> np.ndarray:
+        """The damage tiles a rectangle touches, as a mask."""
+        x, y, w, h = rect
+        tiles = np.zeros_like(self.damage)
+        tiles[y // TILE : -(-(y + h) // TILE), x // TILE : -(-(x + w) // TILE)] = True
+        return tiles
+
+    def _h264_job(
+        self, rects: list[tuple[int, int, int, int]], clip: tuple[int, int, int, int]
+    ) -> EncodeJob | None:
+        """The damage as one H.264 rectangle, when the policy in encodings/h264.py says it pays off."""
+        state = self.encode_context.h264
+        if state is None:
+            return None
+        if state.lost is not None:  # an H.264 encode failed after its header went out
+            self._mark_region(*state.lost)
+            state.lost = None
+        fb = self.server.framebuffer
+        rect = state.choose(rects, clip, (fb.width, fb.height))
+        if rect is None:
+            return None
+        # Per client (its stream state): never shared, so the share key is this client's alone.
+        job = h264.H264Job(state, rect, self.requested_quality)
+        return EncodeJob(job, self.encode_context, self.pixel_format, ("h264", id(state)), [rect])
 
     def _extended_desktop_size(self, reason: int, status: int, width: int, height: int) -> bytes:
         screen = struct.pack(">B3x", 1) + m._SCREEN.pack(SCREEN_ID, 0, 0, width, height, 0)

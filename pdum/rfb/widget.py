@@ -4,11 +4,19 @@ The browser side (``static/viewer.js``, built from ``viewer/src/widget.js``) con
 the Display's WebSocket (or same-origin through ``base_path``); this class only carries traits.
 Server-truth stats arrive through the ``stats`` trait, pushed by the Display every
 ``stats_interval``.
+
+Saved notebooks: the widget's output also carries ``image/png`` (the frame at display time), which
+is what nbconvert, GitHub and docs pages show when the notebook has no widget state; and the
+``snapshot`` trait keeps the latest frame (refreshed at most every ``Display.snapshot_interval``),
+which the viewer shows until it is connected, so a notebook saved *with* widget state shows it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
@@ -24,6 +32,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 STATIC = Path(__file__).parent / "static"
+log = logging.getLogger(__name__)
 
 
 class RfbViewer(anywidget.AnyWidget):  # type: ignore[misc]
@@ -55,9 +64,18 @@ class RfbViewer(anywidget.AnyWidget):  # type: ignore[misc]
     transport = traitlets.Enum(["auto", "websocket", "comm"], "auto").tag(sync=True)
     #: Set by the browser: which transport the current connection uses.
     active_transport = traitlets.Unicode("").tag(sync=True)
+    #: The latest frame as a ``data:image/png;base64,...`` URL, shown while the viewer is not
+    #: connected (a saved notebook, a docs page, a stopped Display).
+    snapshot = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, display: Any = None, **kwargs: Any) -> None:
         kwargs.setdefault("widget_id", uuid.uuid4().hex)
+        #: Generation of the frame in ``snapshot`` (-1: none).
+        self._snapshot_generation = -1
+        if display is not None and "snapshot" not in kwargs:
+            generation = display.generation
+            kwargs["snapshot"] = data_url(display.snapshot())
+            self._snapshot_generation = generation
         super().__init__(**kwargs)
         self._display = display
         self._comm_stream: CommStream | None = None
@@ -99,3 +117,68 @@ class RfbViewer(anywidget.AnyWidget):  # type: ignore[misc]
     def reconnect(self) -> None:
         """Ask the browser side to reconnect now."""
         self.send({"type": "reconnect"})
+
+    # -- saved notebooks ----------------------------------------------------------------------------
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The widget view, plus the current frame as ``image/png`` for anything without widgets.
+
+        nbconvert's HTML exporter renders the widget view only when the notebook's metadata holds
+        this widget's state, and otherwise falls back to ``image/png`` (it prefers ``text/html``
+        and other rich types over both, so there are none here); GitHub and most static renderers
+        show the PNG.
+        """
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is None or self._display is None:
+            return bundle
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        generation = self._display.generation
+        png = self._display.snapshot()
+        if generation != self._snapshot_generation:
+            self.snapshot = data_url(png)
+            self._snapshot_generation = generation
+        return {**data, "image/png": base64.b64encode(png).decode("ascii")}, metadata
+
+
+def data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+async def push_snapshot(display: Any) -> bool:
+    """Put the current frame into every open widget of ``display`` whose snapshot is older.
+
+    Runs on the Display's loop; the PNG is encoded in one of the server's encode threads from a
+    copy of the frame.
+    Returns whether anything was encoded.
+    """
+    generation = display.generation
+    views = [v for v in list(display._widgets) if v.comm is not None and v._snapshot_generation != generation]
+    if not views:
+        return False
+    pixels = display._framebuffer.pixels.copy()
+    # The server's encode threads: owned and joined by the Display, unlike asyncio's default pool.
+    executor = display.server.encode_executor
+    encode = display._encode_snapshot
+    png = await asyncio.get_running_loop().run_in_executor(executor, encode, pixels, generation)
+    url = data_url(png)
+    for view in views:
+        if view._snapshot_generation < generation:
+            view.snapshot = url
+            view._snapshot_generation = generation
+    return True
+
+
+async def refresh_snapshots(display: Any) -> None:
+    """While ``display`` has widgets, keep their ``snapshot`` within ``snapshot_interval`` of the
+    frame; the interval stretches to 20x the last encode time (a 1080p frame: every ~5 s)."""
+    loop = asyncio.get_running_loop()
+    cost = 0.0  # seconds the last encode took
+    while display._widgets and display.snapshot_interval is not None:
+        await asyncio.sleep(max(display.snapshot_interval, 20 * cost))
+        started = loop.time()
+        try:
+            pushed = await push_snapshot(display)
+        except Exception:
+            log.exception("widget snapshots stop: encoding or sending one failed")
+            return
+        if pushed:
+            cost = loop.time() - started

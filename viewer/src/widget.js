@@ -19,6 +19,9 @@ const STYLE = `
   white-space: pre; z-index: 2; }
 .pdum-rfb-message { position: absolute; inset: 0; display: flex; align-items: center; justify-content: center;
   text-align: center; padding: 12px; background: rgba(32,33,36,0.92); z-index: 3; white-space: pre-line; }
+.pdum-rfb-snapshot { position: absolute; inset: 0; width: 100%; height: 100%; object-fit: contain; z-index: 1; }
+.pdum-rfb-screen.pdum-rfb-has-snapshot .pdum-rfb-message { inset: auto 0 0 0; padding: 4px 8px;
+  background: rgba(32,33,36,0.8); }
 `;
 
 function injectStyle(root) {
@@ -130,7 +133,12 @@ function render({ model, el }) {
   const message = document.createElement("div");
   message.className = "pdum-rfb-message";
   message.style.display = "none";
-  screen.append(stats, message);
+  // The latest frame the kernel sent (the `snapshot` trait), shown while not connected: a saved
+  // notebook or docs page without a kernel, or a Display that went away, still shows a picture.
+  const snapshot = document.createElement("img");
+  snapshot.className = "pdum-rfb-snapshot";
+  snapshot.alt = "pdum.rfb snapshot";
+  screen.append(snapshot, stats, message);
   root.append(bar, screen);
   el.appendChild(root);
 
@@ -151,11 +159,21 @@ function render({ model, el }) {
   let destroyed = false;
   let everConnected = false;
 
+  const showSnapshot = () => {
+    const url = model.get("snapshot") || "";
+    const visible = !!url && !(rfb && model.get("state") === "connected");
+    if (url && snapshot.getAttribute("src") !== url) snapshot.src = url;
+    snapshot.style.display = visible ? "block" : "none";
+    snapshot.style.objectFit = model.get("fit") ? "contain" : "none";
+    screen.classList.toggle("pdum-rfb-has-snapshot", visible);
+  };
+
   const setState = (state, error = "") => {
     model.set("state", state);
     if (error !== undefined) model.set("last_error", error);
     model.save_changes();
     stateLabel.textContent = state;
+    showSnapshot();
   };
 
   const showMessage = (text) => {
@@ -173,6 +191,7 @@ function render({ model, el }) {
       rfb.clipViewport = !model.get("fit");
     }
     fitButton.textContent = model.get("fit") ? "1:1" : "Fit";
+    showSnapshot();
   };
 
   const scheduleReconnect = () => {
@@ -310,6 +329,7 @@ function render({ model, el }) {
   model.on("change:show_stats", onChange);
   model.on("change:url", onUrl);
   model.on("change:base_path", onUrl);
+  model.on("change:snapshot", showSnapshot);
   model.on("msg:custom", (msg) => {
     if (msg && msg.type === "reconnect") onUrl();
     if (msg && msg.type === "clipboard" && rfb) rfb.clipboardPasteFrom(msg.text);
@@ -330,6 +350,7 @@ function render({ model, el }) {
     model.off("change:show_stats", onChange);
     model.off("change:url", onUrl);
     model.off("change:base_path", onUrl);
+    model.off("change:snapshot", showSnapshot);
   };
 }
 

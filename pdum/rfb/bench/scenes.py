@@ -83,6 +83,26 @@ def _static(fn: Callable[[int, int], np.ndarray]) -> Scene:
     return render
 
 
+_PAN_MARGIN = 256
+_pan_sources: dict[tuple[int, int], np.ndarray] = {}
+
+
+def photo_pan(width: int, height: int, t: int = 0) -> np.ndarray:
+    """The photo-like frame as a moving camera sees it: a larger photo panned 3 px right and
+    2 px down per frame, back and forth (no jumps). Stands in for video or a 3-D view."""
+    key = (width, height)
+    if key not in _pan_sources:
+        _pan_sources[key] = photo_like(width + _PAN_MARGIN, height + _PAN_MARGIN, seed=1)
+    source = _pan_sources[key]
+
+    def bounce(v: int) -> int:
+        v %= 2 * _PAN_MARGIN
+        return v if v <= _PAN_MARGIN else 2 * _PAN_MARGIN - v
+
+    x, y = bounce(3 * t), bounce(2 * t)
+    return np.ascontiguousarray(source[y : y + height, x : x + width])
+
+
 #: Every benchmark scene by name; ``t`` is the frame number (ignored by static scenes).
 SCENES: dict[str, Scene] = {
     "seed_scene": testing.seed_scene,
@@ -91,7 +111,8 @@ SCENES: dict[str, Scene] = {
     "gradient": _static(testing.gradient),
     "noise": _static(testing.noise),
     "photo": _static(photo_like),
+    "photo_pan": photo_pan,
 }
 
 #: Scenes that change every frame (the others are one static frame encoded repeatedly).
-ANIMATED = frozenset({"seed_scene", "bouncing_box"})
+ANIMATED = frozenset({"seed_scene", "bouncing_box", "photo_pan"})

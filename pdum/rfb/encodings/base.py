@@ -38,6 +38,8 @@ class EncodeContext:
     streams: dict[str, Any] = field(default_factory=dict)
     #: Streams are fresh-deflate segments shared with other clients (see encodings/sharing.py).
     shared: bool = False
+    #: The client's H.264 encoder and policy (an ``h264.H264State``), never shared.
+    h264: Any = None
 
     def new_compressor(self, level: int) -> Any:
         """A new zlib stream for this client: private, or shareable once the client shares."""

@@ -16,6 +16,7 @@ switched stays switched: its private compressor's history no longer matches its 
 
 from __future__ import annotations
 
+import threading
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,6 +94,7 @@ class EncodeCache:
     entries: dict[tuple[Any, ...], tuple[bytes, frozenset[str]]] = field(default_factory=dict)
     hits: int = 0
     misses: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def _lookup(self, key: tuple[Any, ...], ctx: EncodeContext) -> bytes | None:
         entry = self.entries.get(key)
@@ -109,20 +111,27 @@ class EncodeCache:
     def encode(
         self, generation: int, key: tuple[Any, ...], encoding: int, ctx: EncodeContext, produce: Any
     ) -> bytes:
-        """The payload for ``key``: from the cache when this client can use it, else ``produce()``."""
+        """The payload for ``key``: from the cache when this client can use it, else ``produce()``.
+
+        Sessions call this from the event loop and from encode threads: the lock covers the
+        bookkeeping (never ``produce()``), and a payload of an older frame is never stored.
+        """
         if encoding not in STATELESS and not ctx.shared:
             return bytes(produce())  # private streams: nothing to share
-        if generation != self.generation:  # only the current frame's payloads are kept
-            self.generation = generation
-            self.entries.clear()
-        cached = self._lookup(key, ctx)
-        if cached is not None:
-            return cached
-        self.misses += 1
+        with self._lock:
+            if generation > self.generation:  # only the current frame's payloads are kept
+                self.generation = generation
+                self.entries.clear()
+            cached = self._lookup(key, ctx) if generation == self.generation else None
+            if cached is not None:
+                return cached
+            self.misses += 1
         for c in _compressors(ctx).values():
             c.used = c.emitted_header = False
         payload = bytes(produce())
         after = _compressors(ctx)  # includes streams the encoder opened just now
         if not any(c.emitted_header for c in after.values()):
-            self.entries[key] = (payload, frozenset(name for name, c in after.items() if c.used))
+            with self._lock:
+                if generation == self.generation:
+                    self.entries[key] = (payload, frozenset(name for name, c in after.items() if c.used))
         return payload

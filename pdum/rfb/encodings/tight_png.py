@@ -1,4 +1,4 @@
-"""A minimal PNG writer for TightPNG (zlib + struct, no imaging library).
+"""A minimal PNG writer for TightPNG and ``Display.snapshot()`` (zlib + struct, no imaging library).
 
 TightPNG rectangles carry whole PNG files. Pillow is not a dependency of the package, and we
 only ever need two kinds of image, so this writes them directly:

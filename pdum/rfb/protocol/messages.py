@@ -49,6 +49,7 @@ class Encoding(enum.IntEnum):
     ZLIB = 6
     TIGHT = 7
     ZRLE = 16
+    H264 = 50
     TIGHT_PNG = -260
     DESKTOP_SIZE = -223
     LAST_RECT = -224
