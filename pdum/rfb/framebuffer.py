@@ -98,14 +98,15 @@ class Framebuffer:
             self.pixels = np.array(rgb, dtype=np.uint8, order="C", copy=True)
             self.generation += 1
             return Damage(self.full_damage(), resized=True)
-        diff = changed_pixels(self.pixels, rgb)
-        tiles = tiles_of(diff)
+        tiles = changed_tiles(self.pixels, rgb)
         if not tiles.any():
             return Damage(tiles, resized=False)
         found: tuple[Copy, ...] = ()
+        diff = None
         if copies or detect_scroll:
             from .copyrect import find_copies  # deferred: copyrect imports this module
 
+            diff = changed_pixels(self.pixels, rgb)  # per pixel: only copies need it
             found = find_copies(self.pixels, rgb, diff, copies, detect_scroll)  # before the copyto
         np.copyto(self.pixels, rgb)
         self.generation += 1
@@ -122,8 +123,24 @@ def changed_pixels(old: np.ndarray, new: np.ndarray) -> np.ndarray:
 
 
 def changed_tiles(old: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """Boolean grid of the 64x64 tiles where ``old`` and ``new`` differ."""
-    return tiles_of(changed_pixels(old, new))
+    """Boolean grid of the 64x64 tiles where ``old`` and ``new`` (``HxWx3``) differ.
+
+    Compares whole rows as bytes (as 8-byte words when the row allows), never building a
+    per-pixel mask: a tile is 192 bytes (24 words) of each of its rows. About 5x faster than
+    :func:`changed_pixels` + :func:`tiles_of`; it runs on every publish.
+    """
+    h, w = old.shape[:2]
+    if not (old.flags.c_contiguous and new.flags.c_contiguous):
+        return tiles_of(changed_pixels(old, new))
+    word = np.uint64 if (w * 3) % 8 == 0 else np.uint8
+    per_tile = TILE * 3 // np.dtype(word).itemsize
+    ne = old.reshape(h, w * 3).view(word) != new.reshape(h, w * 3).view(word)
+    th, tw = tile_grid_shape(w, h)
+    if h % TILE or ne.shape[1] % per_tile:
+        padded = np.zeros((th * TILE, tw * per_tile), dtype=bool)
+        padded[:h, : ne.shape[1]] = ne
+        ne = padded
+    return np.asarray(ne.reshape(th, TILE, tw, per_tile).any(axis=(1, 3)))
 
 
 def tiles_of(diff: np.ndarray) -> np.ndarray:

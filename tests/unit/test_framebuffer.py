@@ -3,7 +3,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pdum.rfb.framebuffer import Framebuffer, changed_tiles, tiles_to_rects, validate_frame
+from pdum.rfb.framebuffer import (
+    Framebuffer,
+    changed_pixels,
+    changed_tiles,
+    tiles_of,
+    tiles_to_rects,
+    validate_frame,
+)
 
 
 def test_identical_frame_has_no_damage() -> None:
@@ -68,3 +75,18 @@ def test_split_rect_limits() -> None:
     assert sum(w * h for _, _, w, h in pieces) == 5000 * 30
     pieces = split_rect(0, 0, 300, 300, 2048, 65536)
     assert sum(w * h for _, _, w, h in pieces) == 300 * 300 and all(w * h <= 65536 for *_, w, h in pieces)
+
+
+def test_changed_tiles_matches_the_per_pixel_mask() -> None:
+    """The word-wise comparison finds exactly the tiles the per-pixel mask does: any width
+    (8-byte words or single bytes), partial edge tiles, one changed byte, non-contiguous input."""
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        w, h = int(rng.integers(1, 300)), int(rng.integers(1, 200))
+        old = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        new = old.copy()
+        for _ in range(int(rng.integers(0, 4))):
+            new[int(rng.integers(0, h)), int(rng.integers(0, w)), int(rng.integers(0, 3))] ^= 1
+        assert np.array_equal(changed_tiles(old, new), tiles_of(changed_pixels(old, new)))
+        rgba = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+        assert np.array_equal(changed_tiles(old, rgba[..., :3]), tiles_of(changed_pixels(old, rgba[..., :3])))
