@@ -199,13 +199,20 @@ class LossyTiles:
 
     def __init__(self, shape: tuple[int, int]) -> None:
         self.sent_at = np.full(shape, np.inf)
+        #: Whether any tile may be lossy: lossless clients skip all the array work per update.
+        self.any = False
 
     def reshape(self, shape: tuple[int, int]) -> None:
         self.sent_at = np.full(shape, np.inf)
+        self.any = False
 
     def mark(self, tiles: np.ndarray, lossy: bool, now: float) -> None:
         """Tiles just sent: lossily (remember when) or losslessly (forget them)."""
-        self.sent_at[tiles] = now if lossy else np.inf
+        if lossy:
+            self.sent_at[tiles] = now
+            self.any = True
+        elif self.any:
+            self.sent_at[tiles] = np.inf
 
     def due(self, damage: np.ndarray, now: float) -> np.ndarray:
         """Lossy tiles unchanged for ``REFRESH_DELAY`` that are not about to be sent anyway."""
@@ -213,5 +220,8 @@ class LossyTiles:
 
     def next_due(self) -> float | None:
         """When the earliest lossy tile becomes due, or None if there is none."""
-        earliest = float(self.sent_at.min()) if self.sent_at.size else np.inf
-        return None if earliest == np.inf else earliest + REFRESH_DELAY
+        earliest = float(self.sent_at.min()) if self.any and self.sent_at.size else np.inf
+        if earliest == np.inf:
+            self.any = False
+            return None
+        return earliest + REFRESH_DELAY

@@ -738,12 +738,13 @@ class Session:
         refresh_rects = tiles_to_rects(refresh, fb.width, fb.height, clip_rect) if refresh is not None else []
         if not rects and not parts and not refresh_rects:
             return None
-        sent = np.zeros_like(self.damage)
-        sent[clip_tiles] = self.damage[clip_tiles]
-        if h264_job is not None:  # it repaints its whole rectangle lossily, damaged or not
-            sent |= self._rect_tiles(h264_job.pieces[0])
+        if lossy or self.lossy_tiles.any:  # which tiles the client now holds lossily, or exactly
+            sent = np.zeros_like(self.damage)
+            sent[clip_tiles] = self.damage[clip_tiles]
+            if h264_job is not None:  # it repaints its whole rectangle lossily, damaged or not
+                sent |= self._rect_tiles(h264_job.pieces[0])
+            self.lossy_tiles.mark(sent, lossy, now)
         self.damage[clip_tiles] = False
-        self.lossy_tiles.mark(sent, lossy, now)
         if refresh is not None:
             self.lossy_tiles.mark(refresh, False, now)
         # Encode once for clients with the same settings (encodings/sharing.py).
