@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import pdum.rfb as rfb
+from pdum.rfb.session import THREAD_MIN_PIXELS
 from pdum.rfb.testing import noise
 from tests.support import rfb_connect, run_async
 
@@ -23,18 +24,22 @@ def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def test_aclose_leaves_nothing_behind() -> None:
+@pytest.mark.parametrize("size", [(64, 48), (640, 480)], ids=["inline", "encode-threads"])
+def test_aclose_leaves_nothing_behind(size: tuple[int, int]) -> None:
     threads_before = set(threading.enumerate())
+    width, height = size
 
     async def scenario() -> None:
         fds_before = _fds()
-        display = await rfb.serve(64, 48, port=None)
-        display.publish(noise(64, 48))
+        display = await rfb.serve(width, height, port=None)
+        display.publish(noise(width, height))
         port = display.vnc_port
         clients = [await _connect(port) for _ in range(3)]
         for _, writer in clients:
-            writer.write(struct.pack(">BBHHHH", 3, 0, 0, 0, 64, 48))
+            writer.write(struct.pack(">BBHHHH", 3, 0, 0, 0, width, height))
         await clients[0][0].readexactly(4)  # an update has started arriving
+        threaded = any(t.name.startswith("pdum-rfb-encode") for t in threading.enumerate())
+        assert threaded == (width * height >= THREAD_MIN_PIXELS)
         half_open = await asyncio.open_connection("127.0.0.1", port)  # still in the handshake
         assert display.client_count == 3
         loop = asyncio.get_running_loop()
