@@ -139,6 +139,10 @@ class CongestionControl:
         self._ack_time = now
         return True
 
+    def oldest_unanswered(self) -> float | None:
+        """When the oldest ping still waiting for its answer was sent, if any."""
+        return self._pings[0].sent_at if self._pings else None
+
     def reset(self) -> None:
         """Forget what is in flight (e.g. after the client stopped answering fences)."""
         self.acked = self.sent

@@ -70,6 +70,10 @@ _INPUT_MESSAGES = (m.KeyEvent, m.QemuExtendedKeyEvent, m.PointerEvent, m.ClientC
 #: Updates covering at least this many pixels are encoded in a worker thread; smaller ones cost
 #: less inline than the hop to a thread.
 THREAD_MIN_PIXELS = 200_000
+#: Seconds without an answer to our Fence before the bytes in flight are written off (a client
+#: that announced Fence but never answers would otherwise get no more updates). Generous: a big
+#: update on a slow link legitimately takes seconds.
+FENCE_ANSWER_TIMEOUT = 30.0
 #: What one lossless 64x64 refresh tile is assumed to cost on the wire, to pace refreshes.
 REFRESH_TILE_BYTES = 8 * 1024
 
@@ -184,6 +188,8 @@ class Session:
         self.lossy_tiles = LossyTiles(self.damage.shape)
         #: Whether the writer should wake for lossless refreshes (off after one found nothing due).
         self._refresh_armed = True
+        #: Whether an overdue Fence answer was logged already (once per client at WARNING).
+        self._fence_overdue = False
         #: Settings of this client's last update (clients with equal keys share encoded rects).
         self.share_key: tuple[Any, ...] | None = None
 
@@ -617,19 +623,37 @@ class Session:
             await self.stream.close()
 
     async def _wait_for_work(self) -> None:
-        """Sleep until woken, or until lossily sent tiles are due for their lossless refresh."""
-        due = None
+        """Sleep until woken, until lossily sent tiles are due for their lossless refresh, or
+        until a Fence answer is overdue (then what is in flight is forgotten, with a log line,
+        so a client that announced Fence but never answers still gets updates)."""
+        now = time.monotonic()
+        deadline = None
         if self._refresh_armed and (self.request is not None or self.continuous is not None):
-            due = self.lossy_tiles.next_due()
-        if due is None:
+            deadline = self.lossy_tiles.next_due()
+        sent_at = self.congestion.oldest_unanswered()
+        overdue = None if sent_at is None else sent_at + FENCE_ANSWER_TIMEOUT
+        if overdue is not None and (deadline is None or overdue < deadline):
+            deadline = overdue
+        if deadline is None:
             await self._wake.wait()
         else:
             try:
-                async with asyncio.timeout(max(0.0, due - time.monotonic())):
+                async with asyncio.timeout(max(0.0, deadline - now)):
                     await self._wake.wait()
             except TimeoutError:
-                # Refresh once; if nothing in the clip is due, sleep until something else happens.
-                self._refresh_armed = False
+                now = time.monotonic()
+                if overdue is not None and now >= overdue:
+                    log.log(
+                        logging.DEBUG if self._fence_overdue else logging.WARNING,
+                        "client %s: no Fence answer for %g s; not waiting for it",
+                        self.peer,
+                        FENCE_ANSWER_TIMEOUT,
+                    )
+                    self._fence_overdue = True
+                    self.congestion.reset()
+                else:
+                    # Refresh once; if nothing in the clip is due, sleep until something else happens.
+                    self._refresh_armed = False
         self._wake.clear()
 
     async def _encode(self, plan: UpdatePlan) -> bytes:

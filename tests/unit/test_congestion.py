@@ -1,10 +1,16 @@
 """Congestion control, adaptive quality and lossy-tile bookkeeping (congestion.py), on a
-simulated link: no sockets, exact times."""
+simulated link (no sockets, exact times), and a session whose client answers its fences or not."""
 
 from __future__ import annotations
 
-import numpy as np
+import asyncio
+import struct
 
+import numpy as np
+import pytest
+
+import pdum.rfb as rfb
+from pdum.rfb import session as session_module
 from pdum.rfb.congestion import (
     INITIAL_WINDOW,
     MIN_QUALITY,
@@ -13,6 +19,9 @@ from pdum.rfb.congestion import (
     LossyTiles,
     QualityController,
 )
+from pdum.rfb.protocol.messages import Encoding
+from pdum.rfb.testing import noise
+from tests.support import rfb_connect, run_async
 
 
 def simulate(
@@ -113,3 +122,63 @@ def test_lossy_tiles_become_due_after_the_delay_unless_damaged() -> None:
     assert due.tolist() == [[True, False, False], [False, False, False]]
     tiles.mark(due, lossy=False, now=2.0)
     assert tiles.next_due() == 1.0 + REFRESH_DELAY  # tile (0, 1) is still lossy
+
+
+# -- a session over TCP: Fence answers pace the updates --------------------------------------------
+W, H = 64, 64  # one Raw update is 16 KiB: more than the initial window
+
+
+async def _read_message(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One server message of a Raw/Fence/ContinuousUpdates session: (type, fence payload)."""
+    kind = (await reader.readexactly(1))[0]
+    if kind == 0:
+        (count,) = struct.unpack(">xH", await reader.readexactly(3))
+        for _ in range(count):
+            _, _, w, h, enc = struct.unpack(">HHHHi", await reader.readexactly(12))
+            await reader.readexactly(w * h * 4 if enc == Encoding.RAW else 0)
+        return kind, b""
+    if kind == 248:
+        flags, length = struct.unpack(">3xIB", await reader.readexactly(8))
+        return kind, struct.pack(">I", flags) + await reader.readexactly(length)
+    if kind == 150:
+        return kind, b""
+    raise AssertionError(f"unexpected server message {kind}")
+
+
+async def _updates_within(answer: bool, seconds: float) -> int:
+    display = await rfb.serve(W, H, port=None)
+    try:
+        reader, writer = await rfb_connect(display.vnc_port or 0)
+        encodings = [Encoding.RAW, Encoding.FENCE, Encoding.CONTINUOUS_UPDATES]
+        writer.write(struct.pack(f">BxH{len(encodings)}i", 2, len(encodings), *encodings))
+        writer.write(struct.pack(">BBHHHH", 150, 1, 0, 0, W, H))  # EnableContinuousUpdates
+        updates = 0
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        n = 0
+        while loop.time() < end:
+            n += 1
+            display.publish(noise(W, H, seed=n))
+            try:
+                kind, payload = await asyncio.wait_for(_read_message(reader), 0.05)
+            except TimeoutError:
+                continue
+            updates += kind == 0
+            flags = struct.unpack(">I", payload[:4])[0] if kind == 248 else 0
+            if answer and flags & (1 << 31):  # a request: answer it in order, as clients must
+                body = payload[4:]
+                writer.write(struct.pack(">B3xIB", 248, flags & 0x7, len(body)) + body)
+        writer.close()
+        return updates
+    finally:
+        await display.aclose()
+
+
+def test_fence_answers_pace_updates_and_a_silent_client_is_not_stalled_forever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(session_module, "FENCE_ANSWER_TIMEOUT", 0.3)
+    answering = run_async(_updates_within(answer=True, seconds=1.5))
+    silent = run_async(_updates_within(answer=False, seconds=1.5))
+    assert answering >= 10  # answered fences keep updates flowing at the publish rate
+    assert 3 <= silent <= 8  # one update, then one per overdue answer (every 0.3 s)
