@@ -70,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="fewer sizes, scenes and frames (< 60 s)")
     bench.add_argument("--json", metavar="OUT", help="also write every number to this JSON file")
     bench.add_argument(
-        "--only", action="append", choices=("encoders", "peer", "latency", "scaling"), help="repeatable"
+        "--only",
+        action="append",
+        choices=("encoders", "peer", "latency", "scaling", "browser"),
+        help="repeatable",
     )
     return parser
 

@@ -6,8 +6,11 @@ Sections (``--only`` picks some):
   RGB input, bytes per frame), see :mod:`.encoders`;
 * ``peer``: pdum.rfb against libvncserver, the C reference, serving the same frames to the same
   libvncclient client (bytes on the wire, server CPU per frame), see :mod:`.peer`;
-* ``latency``: publish-to-decoded time per frame for both servers at 1280x720;
-* ``scaling``: server CPU per published frame with 1, 4 and 16 clients, both servers.
+* ``latency``: publish-to-decoded time per frame for both servers (libvncclient), 320x240 and
+  1280x720;
+* ``scaling``: server CPU per published frame with 1, 4 and 16 clients, both servers;
+* ``browser``: noVNC in headless Chromium: publish-to-canvas latency of our server, and the
+  CPU of ``pdum-rfb demo`` with one viewer, see :mod:`.browser`.
 
 It lives in the package (not only in ``benchmarks/``) so the CLI can run it from any checkout;
 the C peer programs stay in ``benchmarks/peer/`` and are compiled at run time. Tables print as
@@ -24,9 +27,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import encoders, peer, report
+from . import browser, encoders, peer, report
 
-SECTIONS = ("encoders", "peer", "latency", "scaling")
+SECTIONS = ("encoders", "peer", "latency", "scaling", "browser")
 
 
 def _loadavg() -> float | None:
@@ -76,6 +79,8 @@ def run(sections: Sequence[str] = SECTIONS, *, quick: bool = False) -> tuple[dic
             continue
         results[name] = [r.as_dict() for r in runs]
         parts += [f"### {title}\n", render(runs), ""]
+    if "browser" in sections:
+        parts += browser_section(results, quick)
     results["seconds"] = time.perf_counter() - started
     results["loadavg_end"] = _loadavg()
     parts.append(
@@ -83,6 +88,19 @@ def run(sections: Sequence[str] = SECTIONS, *, quick: bool = False) -> tuple[dic
         f"start, {results['loadavg_end']} at the end: other work on the machine disturbs the numbers)"
     )
     return results, "\n".join(parts)
+
+
+def browser_section(results: dict[str, Any], quick: bool) -> list[str]:
+    """noVNC latency and the demo's CPU; fills ``results["browser"]``, returns Markdown parts."""
+    title = "noVNC in headless Chromium: publish-to-canvas latency and demo CPU"
+    try:
+        latency = browser.run_latency(quick, progress=_progress)
+        demo = browser.run_demo_cpu(quick, progress=_progress)
+    except peer.Skip as exc:
+        results["browser"] = {"skipped": str(exc)}
+        return [f"### {title}\n", f"skipped: {exc}", ""]
+    results["browser"] = {"latency": [r.as_dict() for r in latency], "demo_cpu": demo.as_dict()}
+    return [f"### {title}\n", report.browser_latency_text(latency), "", report.demo_cpu_text(demo), ""]
 
 
 def encoders_note() -> str:

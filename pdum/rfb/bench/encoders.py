@@ -10,29 +10,97 @@ the peer benchmark's client asks for, so these numbers line up with the wire num
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from ..encodings import EncodeContext, Encoder
+import numpy as np
+import simplejpeg
+
+from ..encodings import EncodeContext, Encoder, h264
 from ..encodings.base import split_rect
+from ..encodings.h264 import H264State
 from ..encodings.hextile import HextileEncoder
 from ..encodings.raw import RawEncoder
 from ..encodings.tight import TightEncoder, TightPngEncoder
 from ..encodings.zlib import ZlibEncoder
 from ..encodings.zrle import ZRLEEncoder
 from ..protocol.pixelformat import PixelFormat
-from .scenes import SCENES
+from .scenes import ANIMATED, SCENES
 
 #: libvncclient's default pixel format: what the peer benchmark's client (and most viewers) use.
 CLIENT_FORMAT = PixelFormat(32, 24, False, True, 255, 255, 255, 0, 8, 16)
 
 RECT_HEADER = 12
+
+
+class H264WholeFrame:
+    """H.264 (encodings/h264.py) behind the :class:`Encoder` interface: each call is the next
+    frame of one stream for the whole (unsplit) frame; the payload includes length and flags."""
+
+    encoding: ClassVar[int] = 50
+    max_width: ClassVar[int | None] = None
+    max_area: ClassVar[int | None] = None
+
+    def encode(self, rgb: np.ndarray, pixel_format: PixelFormat, ctx: EncodeContext) -> bytes:
+        h, w = rgb.shape[:2]
+        payload = ctx.h264.encode(rgb, (0, 0, w, h), ctx.quality_level)
+        if payload is None:
+            raise RuntimeError("H.264 encoding failed")
+        return bytes(payload)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def _tight_jpeg_decoder() -> Callable[[bytes, int, int], np.ndarray | None]:
+    """Decodes a Tight rect made only of JPEG or fill (a photo); None for anything else."""
+
+    def decode(payload: bytes, w: int, h: int) -> np.ndarray | None:
+        control = payload[0] >> 4 << 4
+        if control == 0x80:  # fill, 3-byte TPIXEL at 24-in-32
+            return np.broadcast_to(np.frombuffer(payload[1:4], np.uint8), (h, w, 3))
+        if control != 0x90:
+            return None
+        i, n, shift = 1, 0, 0
+        while True:  # compact length
+            byte = payload[i]
+            n |= (byte & 0x7F) << shift
+            i, shift = i + 1, shift + 7
+            if not byte & 0x80 or shift == 21:
+                break
+        return np.asarray(simplejpeg.decode_jpeg(payload[i : i + n], colorspace="RGB"))
+
+    return decode
+
+
+def _h264_decoder() -> Callable[[bytes, int, int], np.ndarray | None]:
+    """FFmpeg's H.264 decoder (through PyAV) fed the stream in order, as noVNC's would be."""
+    import av
+
+    codec: Any = av.CodecContext.create("h264", "r")
+
+    def decode(payload: bytes, w: int, h: int) -> np.ndarray | None:
+        frames = codec.decode(av.Packet(payload[8:]))
+        return np.asarray(frames[-1].to_ndarray(format="rgb24"))[:h, :w] if frames else None
+
+    return decode
+
+
+#: Decoders of the lossy cases (label prefix): their rows get the PSNR of what a client shows.
+PSNR_DECODERS: dict[str, Callable[[], Callable[[bytes, int, int], np.ndarray | None]]] = {
+    "Tight JPEG": _tight_jpeg_decoder,
+    "H.264": _h264_decoder,
+}
 
 #: (label, encoder, context factory): Tight appears twice, lossless and JPEG at quality level 8.
 ENCODER_CASES: tuple[tuple[str, Encoder, Callable[[], EncodeContext]], ...] = (
@@ -42,8 +110,15 @@ ENCODER_CASES: tuple[tuple[str, Encoder, Callable[[], EncodeContext]], ...] = (
     ("Hextile", HextileEncoder(), EncodeContext),
     ("Tight", TightEncoder(), EncodeContext),
     ("Tight JPEG q8", TightEncoder(), lambda: EncodeContext(quality_level=8)),
+    ("Tight JPEG q6", TightEncoder(), lambda: EncodeContext(quality_level=6)),  # JPEG quality 79
     ("TightPNG", TightPngEncoder(), EncodeContext),
+    ("H.264 q6", H264WholeFrame(), lambda: EncodeContext(quality_level=6, h264=H264State())),  # CRF 23
+    ("H.264 q8", H264WholeFrame(), lambda: EncodeContext(quality_level=8, h264=H264State())),  # CRF 19
 )
+
+#: Cases measured on animated scenes only: they code frame-to-frame changes, so a static scene
+#: (the same frame again) would cost them next to nothing where every other encoder pays in full.
+VIDEO_CASES = frozenset({"H.264 q6", "H.264 q8"})
 
 FULL_SIZES: tuple[tuple[int, int], ...] = ((320, 240), (1280, 720), (1920, 1080))
 QUICK_SIZES: tuple[tuple[int, int], ...] = ((320, 240), (1280, 720))
@@ -65,6 +140,7 @@ class EncoderResult:
     mb_per_s: float  # raw RGB input (width * height * 3 bytes) per second at the median time
     bytes_per_frame: float  # mean
     ratio: float  # bytes_per_frame / (width * height * 4), i.e. relative to Raw at 32 bpp
+    psnr: float | None = None  # lossy cases: mean PSNR (dB) of the decoded timed frames
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,15 +168,30 @@ def measure(
     pieces = split_rect(0, 0, width, height, encoder.max_width, encoder.max_area)
     times: list[float] = []
     sizes: list[int] = []
+    scores: list[float] = []
+    make_decoder = next((d for prefix, d in PSNR_DECODERS.items() if label.startswith(prefix)), None)
+    decode = make_decoder() if make_decoder is not None else None
     spent = 0.0
     t = 0
     while True:
         frame = render(width, height, t)
         started = time.perf_counter()
         size = 0
+        payloads = []
         for x, y, w, h in pieces:
-            size += RECT_HEADER + len(encoder.encode(frame[y : y + h, x : x + w], CLIENT_FORMAT, ctx))
+            payloads.append(encoder.encode(frame[y : y + h, x : x + w], CLIENT_FORMAT, ctx))
+            size += RECT_HEADER + len(payloads[-1])
         elapsed = time.perf_counter() - started
+        if decode is not None:  # untimed; every frame, as a decoder needs the whole stream
+            shown = np.zeros_like(frame)
+            for (x, y, w, h), payload in zip(pieces, payloads, strict=True):
+                got = decode(bytes(payload), w, h)
+                if got is None:
+                    decode = None
+                    break
+                shown[y : y + h, x : x + w] = got
+            if decode is not None and t > 0:
+                scores.append(_psnr(shown, frame))
         if t > 0:
             times.append(elapsed)
             sizes.append(size)
@@ -121,7 +212,13 @@ def measure(
         mb_per_s=raw_bytes / median / 1e6 if median > 0 else float("inf"),
         bytes_per_frame=statistics.fmean(sizes),
         ratio=statistics.fmean(sizes) / (width * height * 4),
+        psnr=statistics.fmean(scores) if decode is not None and scores else None,
     )
+
+
+def included(label: str, scene: str) -> bool:
+    """Whether a case runs on a scene: video cases on animated scenes, and with PyAV installed."""
+    return label not in VIDEO_CASES or (scene in ANIMATED and h264.available())
 
 
 def _group(spec: dict[str, Any]) -> list[EncoderResult]:
@@ -129,6 +226,8 @@ def _group(spec: dict[str, Any]) -> list[EncoderResult]:
     results = []
     for label, encoder, make_ctx in ENCODER_CASES:
         if spec["encoders"] is not None and label not in spec["encoders"]:
+            continue
+        if not included(label, spec["scene"]):
             continue
         results.append(
             measure(label, encoder, make_ctx, spec["width"], spec["height"], spec["scene"],
@@ -182,5 +281,36 @@ def run_encoders(
     return results
 
 
-if __name__ == "__main__":  # one isolated (size, scene) group, see run_encoders
-    print(json.dumps([r.as_dict() for r in _group(json.loads(sys.argv[1]))]))
+def h264_comparison(
+    sizes: Sequence[tuple[int, int]] = ((1280, 720), (1920, 1080)), scene: str = "photo_pan", frames: int = 60
+) -> str:
+    """H.264 next to Tight JPEG at several quality levels on a moving scene, with the PSNR of
+    what a client decodes, as a Markdown table (``python -m pdum.rfb.bench.encoders h264``)."""
+    from .report import fmt, table
+
+    cases: list[tuple[str, Encoder, Callable[[], EncodeContext]]] = []
+    for q in (2, 4, 6, 8):
+        cases.append((f"Tight JPEG q{q}", TightEncoder(), functools.partial(EncodeContext, quality_level=q)))
+    for q in (6, 8):
+        cases.append((f"H.264 q{q}", H264WholeFrame(), functools.partial(_h264_context, q)))
+    rows = []
+    for width, height in sizes:
+        for label, encoder, make_ctx in cases:
+            r = measure(label, encoder, make_ctx, width, height, scene,
+                        budget_s=0.0, min_frames=frames, max_frames=frames)  # fmt: skip
+            psnr = f"{r.psnr:.2f}" if r.psnr is not None else "-"
+            rows.append([f"{width}x{height}", r.encoder, fmt(r.ms_per_frame), fmt(r.ms_min),
+                         f"{r.bytes_per_frame:,.0f}", psnr])  # fmt: skip
+    headers = ["size", "encoder", "ms/frame", "ms min", "bytes/frame", "PSNR dB"]
+    return f"scene {scene}, {frames} timed frames per row\n\n" + table(headers, rows)
+
+
+def _h264_context(quality_level: int) -> EncodeContext:
+    return EncodeContext(quality_level=quality_level, h264=H264State())
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "h264":
+        print(h264_comparison())
+    else:  # one isolated (size, scene) group, see run_encoders
+        print(json.dumps([r.as_dict() for r in _group(json.loads(sys.argv[1]))]))

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from .browser import BrowserLatency, DemoCpu
 from .encoders import EncoderResult
 from .peer import Run
 
@@ -149,13 +150,32 @@ def peer_text(runs: Sequence[Run]) -> str:
 def latency_text(runs: Sequence[Run]) -> str:
     rows = [
         [f"{a.scene} {a.width}x{a.height}", a.encoding, f"{a.bytes_per_frame:,.0f}",
-         fmt(a.latency_ms_median), fmt(a.latency_ms_p95), fmt(b.latency_ms_median), fmt(b.latency_ms_p95),
-         ratio(a.latency_ms_median, b.latency_ms_median), _status(a, b)]
+         fmt(a.latency_ms_median), fmt(a.latency_ms_p99), fmt(b.latency_ms_median), fmt(b.latency_ms_p99),
+         ratio(a.latency_ms_median, b.latency_ms_median), str(a.frames), _status(a, b)]
         for a, b in _pairs(runs)
     ]  # fmt: skip
-    headers = ["scene", "encoding", "bytes/frame pdum", "p50 ms pdum", "p95 ms pdum", "p50 ms lvs",
-               "p95 ms lvs", "p50 ratio", "all frames verified"]  # fmt: skip
+    headers = ["scene", "encoding", "bytes/frame pdum", "p50 ms pdum", "p99 ms pdum", "p50 ms lvs",
+               "p99 ms lvs", "p50 ratio", "frames", "all frames verified"]  # fmt: skip
     return table(headers, rows)
+
+
+def browser_latency_text(results: Sequence[BrowserLatency]) -> str:
+    rows = [
+        [f"{r.scene} {r.width}x{r.height}", r.encoding, fmt(r.fps), f"{r.shown}/{r.frames}",
+         fmt(r.latency_ms_median), fmt(r.latency_ms_p95), fmt(r.latency_ms_p99), fmt(r.latency_ms_max),
+         fmt(r.clock_uncertainty_ms, 2), fmt(r.server_cpu_percent), r.error or "ok"]
+        for r in results
+    ]  # fmt: skip
+    headers = ["scene", "encoding", "frames/s", "frames shown", "p50 ms", "p95 ms", "p99 ms", "max ms",
+               "clock ± ms", "server CPU % of a core", "status"]  # fmt: skip
+    return table(headers, rows)
+
+
+def demo_cpu_text(result: DemoCpu) -> str:
+    headers = ["demo", "window s", "CPU % of one core, one noVNC viewer", "CPU % before any viewer", "status"]
+    row = [f"seed_scene {result.width}x{result.height} at {fmt(result.fps)} frames/s", fmt(result.seconds),
+           fmt(result.cpu_percent), fmt(result.idle_cpu_percent), result.error or "ok"]  # fmt: skip
+    return table(headers, [row])
 
 
 def scaling_text(runs: Sequence[Run]) -> str:

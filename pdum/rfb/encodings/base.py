@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from .._scratch import scratch as scratch  # re-exported for the encoders
 from ..protocol.pixelformat import PixelFormat
 
 DEFAULT_COMPRESS_LEVEL = 6

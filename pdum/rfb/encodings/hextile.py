@@ -29,7 +29,7 @@ import numpy as np
 
 from ..protocol.messages import Encoding
 from ..protocol.pixelformat import PixelFormat
-from .base import EncodeContext
+from .base import EncodeContext, scratch
 
 TILE = 16
 
@@ -114,16 +114,23 @@ class HextileEncoder:
         dtype = np.dtype(order + {1: "u1", 2: "u2", 4: "u4"}[bpp])
 
         height, width = rgb.shape[:2]
-        wire = pixel_format.encode(rgb)  # fast for byte-aligned 32 bpp; raw tiles are cut from it
+        # Frame-sized temporaries live in reused per-thread buffers (no page faults per frame).
+        wire = pixel_format.encode(rgb, reuse="hextile.wire")  # raw tiles are cut from it
         values = wire.view(dtype).reshape(height, width)
         rows, cols = -(-height // TILE), -(-width // TILE)
         n_tiles = rows * cols
-        grid = np.full((rows * TILE, cols * TILE), _PAD, dtype=np.int64)
+        grid = scratch("hextile.grid", (rows * TILE, cols * TILE), np.int64)
+        if rows * TILE != height or cols * TILE != width:
+            grid.fill(_PAD)
         grid[:height, :width] = values
-        tiles = grid.reshape(rows, TILE, cols, TILE).transpose(0, 2, 1, 3).reshape(n_tiles, TILE, TILE)
+        tiles = scratch("hextile.tiles", (n_tiles, TILE, TILE), np.int64)
+        by_tile = grid.reshape(rows, TILE, cols, TILE).transpose(0, 2, 1, 3)
+        tiles.reshape(rows, cols, TILE, TILE)[...] = by_tile
 
         # Colours per tile, from each tile's sorted pixels (``_PAD`` sorts first).
-        ordered = np.sort(tiles.reshape(n_tiles, TILE * TILE), axis=1)
+        ordered = scratch("hextile.ordered", (n_tiles, TILE * TILE), np.int64)
+        ordered[...] = tiles.reshape(n_tiles, TILE * TILE)
+        ordered.sort(axis=1)
         distinct = np.ones(ordered.shape, dtype=bool)
         np.not_equal(ordered[:, 1:], ordered[:, :-1], out=distinct[:, 1:])
         n_colours = (distinct & (ordered != _PAD)).sum(axis=1)

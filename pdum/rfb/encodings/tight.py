@@ -43,7 +43,7 @@ import simplejpeg
 from ..protocol.messages import Encoding
 from ..protocol.pixelformat import PixelFormat
 from . import tight_png
-from .base import EncodeContext
+from .base import EncodeContext, scratch
 
 #: Tight cannot describe wider rectangles (clients reject them). The area limit (TightVNC's and
 #: libvncserver's) keeps one rect's data far below the 22-bit compact length, and a 16 bpp JPEG
@@ -122,18 +122,56 @@ def _client_dtype(pf: PixelFormat) -> np.dtype[Any]:
     return np.dtype({8: "u1", 16: f"{order}u2", 32: f"{order}u4"}[pf.bits_per_pixel])
 
 
-def _rgb_keys(rgb: np.ndarray) -> np.ndarray:
+def _rgb_keys(rgb: np.ndarray, reuse: bool = False) -> np.ndarray:
     """Pack ``HxWx3`` uint8 RGB into ``HxW`` uint32 0xRRGGBB, one comparable value per colour.
 
-    Built as B, G, R, 0 bytes viewed as little-endian uint32: one small allocation and three
-    byte copies, about 3x faster than widening each channel and shifting.
+    Built as B, G, R, 0 bytes viewed as little-endian uint32: three byte copies, about 3x faster
+    than widening each channel and shifting (contiguous input has a faster path). With ``reuse``
+    the result lives in a per-thread scratch buffer (no page faults), valid only until the next
+    ``reuse`` call in this thread.
     """
     h, w = rgb.shape[:2]
-    buf = np.zeros((h, w, 4), dtype=np.uint8)
+    n = h * w
+    if rgb.flags.c_contiguous and n >= 2:
+        # Contiguous pixels (a full-width rect): read each pixel's 3 bytes plus the next byte as
+        # one big-endian uint32 (a stride-3 view, no copy) and drop the extra byte: one
+        # vectorised pass, ~2x faster than the byte copies below. The last pixel has no next byte.
+        out = scratch("tight.keys", (n,), np.uint32) if reuse else np.empty(n, dtype=np.uint32)
+        windows = np.ndarray((n - 1,), dtype=">u4", buffer=rgb.reshape(-1), strides=(3,))
+        np.right_shift(windows, 8, out=out[: n - 1], casting="unsafe")
+        r, g, b = (int(v) for v in rgb[-1, -1])
+        out[n - 1] = (r << 16) | (g << 8) | b
+        return out.reshape(h, w)
+    if reuse:
+        buf = scratch("tight.keys", (h, w, 4), np.uint8)
+        buf[..., 3] = 0
+    else:
+        buf = np.zeros((h, w, 4), dtype=np.uint8)
     buf[..., 0] = rgb[..., 2]
     buf[..., 1] = rgb[..., 1]
     buf[..., 2] = rgb[..., 0]
     return buf.view("<u4").reshape(h, w)
+
+
+def _sample_index(size: int) -> np.ndarray:
+    """Flat indices of the evenly spread colour sample of ``size`` pixels (``[::size // N]``)."""
+    return np.arange(0, size, size // _COLOUR_SAMPLE)
+
+
+def _sample_colours(rgb: np.ndarray) -> int | None:
+    """Distinct colours in the evenly spread sample :func:`_palette` takes of ``rgb``, or None for
+    a rect too small to sample. Read from the RGB pixels, so that a rect whose sample already has
+    too many colours (photo-like) never pays for the keys of every pixel."""
+    h, w = rgb.shape[:2]
+    if h * w <= 4 * _COLOUR_SAMPLE:
+        return None
+    index = _sample_index(h * w)
+    if rgb.flags.c_contiguous:
+        picked = rgb.reshape(-1, 3)[index]
+    else:
+        rows, cols = np.divmod(index, w)
+        picked = rgb[rows, cols]
+    return _distinct(_rgb_keys(picked[None]).ravel())
 
 
 def _tpixels(keys: np.ndarray, pf: PixelFormat, tpixel24: bool) -> bytes:
@@ -144,17 +182,21 @@ def _tpixels(keys: np.ndarray, pf: PixelFormat, tpixel24: bool) -> bytes:
     return keys.astype(_client_dtype(pf)).tobytes()
 
 
-def _distinct_at_most(values: np.ndarray, limit: int) -> bool:
+def _distinct(values: np.ndarray) -> int:
     ordered = np.sort(values)
-    return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1 <= limit
+    return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1
 
 
-def _palette(keys: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+def _palette(
+    keys: np.ndarray, limit: int, sample_colours: int | None = None
+) -> tuple[np.ndarray, np.ndarray | None] | None:
     """``(colours, indices)`` if ``keys`` has at most ``limit`` distinct values, else None.
 
     Colours come most frequent first (so index 0 is the background, which zlib likes);
     ``indices`` is an ``HxW`` uint8 map into them, None for a solid rectangle. Sorting plus
-    ``searchsorted`` is about twice as fast as ``np.unique(return_inverse=True)`` here.
+    ``searchsorted`` is about twice as fast as ``np.unique(return_inverse=True)`` here; rects
+    with at most :data:`_FEW` colours (the common UI case) skip the sort altogether.
+    ``sample_colours`` is :func:`_sample_colours` of the same pixels, when the caller has it.
     """
     flat = keys.ravel()
     first = flat[0]
@@ -162,19 +204,73 @@ def _palette(keys: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray | Non
         return flat[:1].copy(), None
     if limit < 2:
         return None
-    if flat.size > 4 * _COLOUR_SAMPLE and not _distinct_at_most(flat[:: flat.size // _COLOUR_SAMPLE], limit):
-        return None  # an evenly spread sample already has too many colours: no full sort needed
+    if flat.size > 4 * _COLOUR_SAMPLE:
+        if sample_colours is None:
+            sample_colours = _distinct(flat[:: flat.size // _COLOUR_SAMPLE])
+        if sample_colours > limit:
+            return None  # an evenly spread sample already has too many colours: no full sort needed
+        if sample_colours <= _FEW:
+            few = _few_colours(flat, min(limit, _FEW))
+            if few is not None:
+                colours, counts = few
+                return _ranked(colours, counts, flat, keys.shape, few=True)
     ordered = np.sort(flat)
     starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
     if starts.size > limit:
         return None
     colours = ordered[starts]
     counts = np.diff(np.append(starts, flat.size))
+    return _ranked(colours, counts, flat, keys.shape, few=False)
+
+
+#: Rects whose sample shows at most this many colours try :func:`_few_colours` before sorting.
+_FEW = 4
+
+
+def _few_colours(flat: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Distinct values of ``flat`` (ascending) and their counts, by peeling one colour off per
+    pass, or None when there are more than ``limit``: a few comparisons instead of a sort."""
+    colours: list[int] = []
+    counts: list[int] = []
+    c = flat[0]
+    other = flat != c
+    n_other = int(np.count_nonzero(other))
+    if n_other and limit >= 2:
+        # Two colours (the common case) without extracting the other pixels: the first pixel
+        # that differs names the second colour; if it accounts for all of them, done.
+        c2 = flat[int(np.argmax(other))]
+        if int(np.count_nonzero(flat == c2)) == n_other:
+            pair = np.array([c, c2], dtype=flat.dtype)
+            counts2 = np.array([flat.size - n_other, n_other], dtype=np.intp)
+            order = np.argsort(pair)
+            return pair[order], counts2[order]
+    rest = flat
+    while rest.size:
+        if len(colours) == limit:
+            return None
+        c = rest[0]
+        other = rest != c
+        n_other = int(np.count_nonzero(other))
+        colours.append(int(c))
+        counts.append(rest.size - n_other)
+        rest = rest[other] if n_other else rest[:0]
+    order = np.argsort(np.asarray(colours, dtype=np.uint64))
+    return np.asarray(colours, dtype=flat.dtype)[order], np.asarray(counts, dtype=np.intp)[order]
+
+
+def _ranked(colours: np.ndarray, counts: np.ndarray, flat: np.ndarray, shape: tuple[int, ...],
+            few: bool) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Colours most frequent first (ties: lower value first) and the uint8 index map."""
     by_frequency = np.argsort(-counts, kind="stable")
+    ranked = colours[by_frequency]
+    if few:
+        indices = (flat != ranked[0]).view(np.uint8)
+        for i in range(2, ranked.size):
+            indices[flat == ranked[i]] = i
+        return ranked, indices.reshape(shape)
     rank = np.empty(colours.size, dtype=np.uint8)
     rank[by_frequency] = np.arange(colours.size)
-    indices = rank[np.searchsorted(colours, flat)].reshape(keys.shape)
-    return colours[by_frequency], indices
+    return ranked, rank[np.searchsorted(colours, flat)].reshape(shape)
 
 
 def _gradient_residuals(rgb: np.ndarray) -> np.ndarray:
@@ -237,12 +333,16 @@ class TightEncoder:
         pf = pixel_format
         h, w = rgb.shape[:2]
         tpixel24 = is_tpixel24(pf)
-        keys = _rgb_keys(rgb) if tpixel24 else pf.to_values(rgb)
         # At 8 bpp an index byte is as big as the pixel itself, so only the 1-bit palette pays.
         # Elsewhere the palette's TPIXELs come on top of the indices: with at most one colour
         # per two pixels that stays smaller than copying the pixels.
         limit = 2 if pf.bits_per_pixel == 8 else min(256, max(2, (w * h) // 2))
-        found = _palette(keys, limit)
+        sample = _sample_colours(rgb) if tpixel24 else None
+        if sample is not None and sample > limit:
+            found = None  # photo-like: skip building the keys of the whole rect
+        else:
+            keys = _rgb_keys(rgb, reuse=True) if tpixel24 else pf.to_values(rgb)
+            found = _palette(keys, limit, sample)
         if found is not None:
             colours, indices = found
             if indices is None:
@@ -315,7 +415,10 @@ class TightPngEncoder:
     def encode(self, rgb: np.ndarray, pixel_format: PixelFormat, ctx: EncodeContext) -> bytes:
         pf = pixel_format
         h, w = rgb.shape[:2]
-        found = _palette(_rgb_keys(rgb), 256)
+        found = None
+        sample = _sample_colours(rgb)
+        if sample is None or sample <= 256:
+            found = _palette(_rgb_keys(rgb, reuse=True), 256, sample)
         if found is not None and found[1] is None:
             return _fill_rect(rgb, pf, is_tpixel24(pf))
         if found is None and ctx.quality_level is not None and _jpeg_allowed(pf, ctx, w * h):

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..protocol.messages import Encoding
 from ..protocol.pixelformat import PixelFormat
-from .base import EncodeContext
+from .base import EncodeContext, scratch
 
 _STREAM = "zrle"
 TILE = 64
@@ -98,8 +98,9 @@ def _tile_order(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
             parts.append(band[:, full_x:].reshape(-1))
             widths.append(w - full_x)
             heights.append(bh)
+    flat = scratch("zrle.flat", (h * w,), values.dtype)  # keeps a big-endian order, reused
     return (
-        np.concatenate(parts, dtype=values.dtype),  # without dtype NumPy drops a big-endian order
+        np.concatenate(parts, out=flat),
         np.array(widths, dtype=np.int64),
         np.array(heights, dtype=np.int64),
     )
@@ -182,7 +183,7 @@ def encode_tiles(rgb: np.ndarray, pixel_format: PixelFormat) -> bytes:
     height, width = rgb.shape[:2]
     # Pixel values in the client's byte order: comparisons only need equality, and the CPIXEL
     # bytes are then a plain view. (``encode`` has a fast path for byte-aligned 32 bpp formats.)
-    wire = pixel_format.encode(rgb).view(dtype).reshape(height, width)
+    wire = pixel_format.encode(rgb, reuse="zrle.wire").view(dtype).reshape(height, width)
 
     def cpixels(values: np.ndarray) -> np.ndarray:
         """Values (in ``dtype``) -> ``(n, cp)`` uint8 CPIXEL bytes."""
@@ -194,7 +195,12 @@ def encode_tiles(rgb: np.ndarray, pixel_format: PixelFormat) -> bytes:
     areas = widths * heights
     offsets = _exclusive_cumsum(areas)
     total = int(offsets[-1])
-    tile_of = np.repeat(np.arange(n_tiles, dtype=np.int64), areas)
+    tile_ids = np.arange(n_tiles, dtype=np.int64)
+
+    def tiles_of(chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mask of the pixels of the ``chosen`` tiles, their tile ids in stream order): per-pixel
+        arrays only as large as needed, and a bool mask instead of a frame of int64 tile ids."""
+        return np.repeat(chosen, areas), np.repeat(tile_ids[chosen], areas[chosen])
 
     # Runs (in stream order, never crossing a tile boundary).
     breaks = np.empty(total, dtype=bool)
@@ -203,7 +209,7 @@ def encode_tiles(rgb: np.ndarray, pixel_format: PixelFormat) -> bytes:
     breaks[offsets[:-1]] = True
     run_start = np.flatnonzero(breaks)
     run_len = np.diff(np.append(run_start, total))
-    run_tile = tile_of[run_start]
+    run_tile = np.searchsorted(offsets, run_start, side="right") - 1
     n_runs = np.bincount(run_tile, minlength=n_tiles)
     n_single = np.bincount(run_tile[run_len == 1], minlength=n_tiles)
     long_runs = run_len > 255
@@ -213,8 +219,12 @@ def encode_tiles(rgb: np.ndarray, pixel_format: PixelFormat) -> bytes:
     # Colours per tile: distinct ``tile << 32 | value`` keys, sorted. A one-run tile has one colour,
     # so only pixels of tiles with several runs need sorting.
     multi = n_runs > 1
-    pick = multi[tile_of] if not multi.all() else slice(None)
-    keys = (tile_of[pick].astype(np.uint64) << np.uint64(32)) | flat[pick].astype(np.uint64)
+    if multi.all():
+        pick: np.ndarray | slice = slice(None)
+        pick_tiles = np.repeat(tile_ids, areas)
+    else:
+        pick, pick_tiles = tiles_of(multi)
+    keys = (pick_tiles.astype(np.uint64) << np.uint64(32)) | flat[pick].astype(np.uint64)
     ordered = np.sort(keys)
     distinct = np.ones(len(ordered), dtype=bool)
     np.not_equal(ordered[1:], ordered[:-1], out=distinct[1:])
@@ -259,8 +269,8 @@ def encode_tiles(rgb: np.ndarray, pixel_format: PixelFormat) -> bytes:
     pal_first = _exclusive_cumsum(np.where(choice == _C_PALETTE_RLE, n_runs, 0))
     # Palette indices of every pixel of the packed-palette tiles.
     packed_tiles = choice == _C_PACKED
-    packed_pixels = packed_tiles[tile_of]
-    packed_index = palette_index(tile_of[packed_pixels], flat[packed_pixels])
+    packed_pixels, packed_ids = tiles_of(packed_tiles)
+    packed_index = palette_index(packed_ids, flat[packed_pixels])
     packed_first = _exclusive_cumsum(np.where(packed_tiles, areas, 0))
 
     out: list[bytes] = []

@@ -18,6 +18,7 @@ from functools import cached_property
 
 import numpy as np
 
+from .._scratch import scratch
 from .errors import ProtocolError
 
 _PIXEL_FORMAT = struct.Struct(">BBBBHHHBBB3x")
@@ -125,20 +126,41 @@ class PixelFormat:
         lr, lg, lb = self._luts
         return lr[rgb[..., 0]] | lg[rgb[..., 1]] | lb[rgb[..., 2]]
 
-    def encode(self, rgb: np.ndarray) -> np.ndarray:
-        """Translate an ``HxWx3`` uint8 RGB array into an ``HxWxBpp`` uint8 array in this format."""
+    def encode(self, rgb: np.ndarray, reuse: str | None = None) -> np.ndarray:
+        """Translate an ``HxWx3`` uint8 RGB array into an ``HxWxBpp`` uint8 array in this format.
+
+        With ``reuse`` (a scratch-buffer name, see :func:`pdum.rfb._scratch.scratch`) the
+        byte-aligned 32 bpp result is built in a reused per-thread buffer: the caller must be
+        done with it before the next call with the same name in this thread.
+        """
         h, w = rgb.shape[:2]
         if self._is_byte_aligned_rgb888:
-            out = np.zeros((h, w, 4), dtype=np.uint8)
-            for channel, shift in enumerate((self.red_shift, self.green_shift, self.blue_shift)):
-                index = 3 - shift // 8 if self.big_endian else shift // 8
+            if reuse is None:
+                out = np.zeros((h, w, 4), dtype=np.uint8)
+            else:
+                out = scratch(reuse, (h, w, 4), np.uint8)
+                out[..., self._pad_index] = 0
+            for channel, index in enumerate(self._channel_indices):
                 out[..., index] = rgb[..., channel]
             return out
         values = self.to_values(rgb).astype(self._dtype)
         return values.view(np.uint8).reshape(h, w, self.bytes_per_pixel)
 
     def encode_bytes(self, rgb: np.ndarray) -> bytes:
-        return self.encode(rgb).tobytes()
+        """:meth:`encode` as bytes, built in a reused buffer (``tobytes`` copies it anyway): a fresh
+        frame-sized array per call costs page faults (docs/performance.md)."""
+        return self.encode(rgb, reuse="pixelformat.encode_bytes").tobytes()
+
+    @cached_property
+    def _channel_indices(self) -> tuple[int, int, int]:
+        """Byte offsets of R, G and B within a byte-aligned 32 bpp pixel."""
+        shifts = (self.red_shift, self.green_shift, self.blue_shift)
+        return tuple(3 - s // 8 if self.big_endian else s // 8 for s in shifts)  # type: ignore[return-value]
+
+    @cached_property
+    def _pad_index(self) -> int:
+        """Byte offset of the unused byte of a byte-aligned 32 bpp pixel."""
+        return ({0, 1, 2, 3} - set(self._channel_indices)).pop()
 
 
 #: What we announce in ServerInit: 32 bpp little-endian xRGB, depth 24 (what every client handles).

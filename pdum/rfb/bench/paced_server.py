@@ -1,0 +1,115 @@
+"""The browser benchmark's server: publishes pre-rendered frames at a fixed rate, each carrying its
+frame number in pixels, and reports when it published each one.
+
+usage: ``python -m pdum.rfb.bench.paced_server WIDTH HEIGHT NFRAMES FPS SCENE TIMEOUT_S``
+
+It runs in its own process (like :mod:`.pdum_server`) so that ``getrusage(RUSAGE_SELF)`` is our
+server's CPU and nothing else's (the harness's Playwright driver and Chromium are other
+processes). Protocol on stdin/stdout:
+
+* it serves the WebSocket bridge on a free loopback port, publishes frame 0 and prints
+  ``READY <ws_url>``;
+* once the harness writes a line (the browser is connected and shows frame 0), it publishes
+  frames 1..NFRAMES-1 at ``FPS``, on a fixed schedule (no lock-step: a browser has no request
+  hook, and a real application publishes on its own clock);
+* it prints one JSON line: the wall-clock time (``time.time_ns()``, the clock the page's
+  ``performance.timeOrigin + performance.now()`` is compared with) just before each publish,
+  and the process's CPU over the paced run.
+
+Every frame carries :func:`stamp`: its number as 16 black/white 8x8 blocks in the top-left
+corner, which the page decodes from its canvas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..display import serve
+from .scenes import SCENES
+
+#: The frame counter: ``COUNTER_BITS`` blocks of ``BLOCK`` x ``BLOCK`` pixels along the top row
+#: (the page in :mod:`.browser` reads the same layout).
+COUNTER_BITS = 16
+BLOCK = 8
+
+
+def stamp(frame: np.ndarray, n: int) -> np.ndarray:
+    """Draw ``n`` into the frame's top-left corner: bit i is block i, white for 1, black for 0."""
+    for i in range(COUNTER_BITS):
+        frame[:BLOCK, i * BLOCK : (i + 1) * BLOCK] = 255 if (n >> i) & 1 else 0
+    return frame
+
+
+def _cpu() -> tuple[float, float]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime
+
+
+async def _run(width: int, height: int, nframes: int, fps: float, scene: str) -> dict[str, Any]:
+    render = SCENES[scene]
+    frames = [stamp(np.ascontiguousarray(render(width, height, t)), t) for t in range(nframes)]
+    display = await serve(width, height, host="127.0.0.1", port=0, vnc_port=None, name="pdum.rfb")
+    loop = asyncio.get_running_loop()
+    try:
+        display.publish(frames[0])
+        print(f"READY {display.ws_url}", flush=True)
+        await loop.run_in_executor(None, sys.stdin.readline)
+        publish_ns: list[int] = []
+        period = 1.0 / fps
+        cpu0 = _cpu()
+        wall0 = time.perf_counter()
+        start = loop.time() + period
+        for k in range(1, nframes):
+            delay = start + (k - 1) * period - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            publish_ns.append(time.time_ns())
+            display.publish(frames[k])
+        await asyncio.sleep(min(1.0, 5 * period))  # let the last frame go out
+        wall1 = time.perf_counter()
+        cpu1 = _cpu()
+        return {
+            "cpu_s": (cpu1[0] - cpu0[0]) + (cpu1[1] - cpu0[1]),
+            "cpu_sys_s": cpu1[1] - cpu0[1],
+            "wall_s": wall1 - wall0,
+            "frames": nframes - 1,
+            "publish_ns": publish_ns,
+            "clients": display.client_count,
+        }
+    finally:
+        await display.aclose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 6:
+        print(__doc__, file=sys.stderr)
+        return 2
+    width, height, nframes = (int(v) for v in args[:3])
+    fps, scene, timeout = float(args[3]), args[4], int(args[5])
+    signal.alarm(timeout + 5)
+
+    async def bounded() -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            return await _run(width, height, nframes, fps, scene)
+
+    try:
+        result = asyncio.run(bounded())
+    except TimeoutError:
+        print("paced_server: timed out", file=sys.stderr)
+        return 1
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
