@@ -188,6 +188,8 @@ class Session:
         self.lossy_tiles = LossyTiles(self.damage.shape)
         #: Whether the writer should wake for lossless refreshes (off after one found nothing due).
         self._refresh_armed = True
+        #: Whether the writer is holding an update back until a Fence answer (congestion.py).
+        self._held = False
         #: Whether an overdue Fence answer was logged already (once per client at WARNING).
         self._fence_overdue = False
         #: Settings of this client's last update (clients with equal keys share encoded rects).
@@ -429,7 +431,8 @@ class Session:
         if self.congestion.answered(msg.payload, time.monotonic()):
             if self.congestion.rtt is not None:
                 self.stats.rtt_ms = self.congestion.rtt * 1e3
-            self._wake.set()  # an update may have been waiting for the link to drain
+            if self._held:  # an update was waiting for the link to drain
+                self._wake.set()
             return
         sent = self._ping_sent.pop(msg.payload, None)
         if sent is not None:
@@ -608,8 +611,10 @@ class Session:
                     self._outbox_bytes = 0
                     await self.stream.write(data)
                     self.stats.bytes_sent += len(data)
-                if (self.request is not None or self.continuous is not None) and self.congestion.can_send():
-                    plan = self._plan_update()
+                if self.request is not None or self.continuous is not None:
+                    # Held back until a Fence answer says the link has room (congestion.py).
+                    self._held = not self.congestion.can_send()
+                    plan = None if self._held else self._plan_update()
                     if plan is not None:
                         self.request = None
                         await self._send_update(await self._encode(plan), plan)
@@ -711,6 +716,9 @@ class Session:
 
     def _plan_update(self) -> UpdatePlan | None:
         """Decide what the client gets now from the current frame, or ``None`` if nothing."""
+        pending = self._pseudo or self.resize_pending or self._cursor_pending or self.copies
+        if not pending and not self.lossy_tiles.any and not self.damage.any():
+            return None  # e.g. a request arriving before the next frame: the common case
         fb = self.server.framebuffer
         if self.request is not None:
             r = self.request
