@@ -38,6 +38,10 @@ from .transports.websocket import WebSocketBridge
 log = logging.getLogger(__name__)
 
 _IDENTITY_KEYS = ("client_id", "peer", "transport")
+#: Scroll detection backs off after this many changed frames in a row without a scroll...
+SCROLL_MISSES_BEFORE_BACKOFF = 8
+#: ...to one frame in this many, until it finds a scroll again.
+SCROLL_BACKOFF = 8
 
 
 def _is_loopback(host: str) -> bool:
@@ -89,7 +93,9 @@ class Display:
     #: Look for vertical scrolling in frames published without ``copies`` and send it as CopyRect
     #: to clients that announced it. Every candidate is verified against the pixels; it runs only
     #: while such a client is connected (about 3 ms on a scrolled 1080p frame, ~1% of Zlib-encoding
-    #: it, and ~1 ms when nothing scrolled).
+    #: it, and ~1 ms when nothing scrolled). After 8 frames in a row without a scroll it looks at
+    #: one frame in 8 until it finds one again (content that never scrolls stops paying for it;
+    #: a missed scroll is only sent as pixels).
     detect_scroll: bool = True
     #: How often (seconds) live widgets' ``snapshot`` trait follows the frame, for notebooks saved
     #: with widget state; stretched so PNG encoding (in a worker thread) stays under ~5% of a core.
@@ -166,6 +172,9 @@ class Display:
         self._stats_task: asyncio.Task[None] | None = None
         self._widgets: weakref.WeakSet[Any] = weakref.WeakSet()
         self._snapshot_task: asyncio.Task[None] | None = None
+        #: Scroll detection's backoff (see ``detect_scroll``): frames seen, misses in a row.
+        self._scroll_frames = 0
+        self._scroll_misses = 0
         self._snapshot_cache: tuple[int, bytes] | None = None  # (generation, PNG)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -260,7 +269,13 @@ class Display:
             return
         # Scroll detection only pays off for clients that can take CopyRect.
         detect = self.detect_scroll and not copies and self._server.copyrect_clients()
+        if detect:
+            self._scroll_frames += 1
+            backing_off = self._scroll_misses >= SCROLL_MISSES_BEFORE_BACKOFF
+            detect = not backing_off or self._scroll_frames % SCROLL_BACKOFF == 0
         damage = self._framebuffer.update(frame, copies, detect)
+        if detect and not damage.empty:
+            self._scroll_misses = 0 if damage.copies else self._scroll_misses + 1
         if not damage.empty:
             self._server.broadcast_damage(damage)
 

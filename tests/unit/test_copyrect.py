@@ -24,7 +24,7 @@ from pdum.rfb.copyrect import (
 )
 from pdum.rfb.encodings import ENCODERS, EncodeContext
 from pdum.rfb.encodings.copyrect import copyrect_rect
-from pdum.rfb.framebuffer import Framebuffer, changed_pixels
+from pdum.rfb.framebuffer import Damage, Framebuffer, changed_pixels
 from pdum.rfb.protocol.messages import Encoding
 from pdum.rfb.protocol.pixelformat import SERVER_DEFAULT
 from pdum.rfb.testing import noise, solid
@@ -423,3 +423,39 @@ def test_random_skips_each_update_equals_the_current_frame(seed: int) -> None:
         await display.aclose()
 
     run_async(scenario())
+
+
+def test_scroll_detection_backs_off_when_nothing_scrolls_and_recovers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Content that never scrolls stops paying for detection (8 misses, then 1 frame in 8); the
+    first scroll found brings detection back on every frame."""
+    document = noise(64, 1000, seed=5)
+
+    async def scenario() -> list[tuple[bool, bool]]:
+        display = await rfb.serve(64, 128, port=None)
+        calls: list[tuple[bool, bool]] = []  # (detection ran, a copy was found) per publish
+        original = display._framebuffer.update
+
+        def spy(frame: np.ndarray, copies: Sequence[Copy] = (), detect_scroll: bool = False) -> Damage:
+            damage = original(frame, copies, detect_scroll)
+            calls.append((detect_scroll, bool(damage.copies)))
+            return damage
+
+        monkeypatch.setattr(display._server, "copyrect_clients", lambda: True)
+        monkeypatch.setattr(display._framebuffer, "update", spy)
+        for i in range(24):  # unrelated frames: nothing to find
+            display.publish(noise(64, 128, seed=100 + i))
+        for k in range(20):  # a document scrolling by 4 rows a frame
+            display.publish(document[4 * k : 4 * k + 128])
+        await display.aclose()
+        return calls
+
+    calls = run_async(scenario())
+    ran = [r for r, _ in calls]
+    assert ran[:8] == [True] * 8  # before the backoff
+    assert sum(ran[8:24]) == 2  # then one frame in 8
+    first_hit = next(i for i, (r, found) in enumerate(calls) if found)
+    assert 24 < first_hit <= 24 + 8  # the scroll is found at the next frame detection looks at
+    assert all(r for r, _ in calls[first_hit:])  # ...and from then on every frame is looked at
+    assert all(found for _, found in calls[first_hit:])
