@@ -8,6 +8,7 @@ client is one bit-ish per tile however many frames it skips.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -161,8 +162,17 @@ def tiles_to_rects(
 
     Horizontal runs of damaged tiles become one band; identical bands on consecutive tile rows
     merge vertically. ``clip`` (x, y, w, h) restricts the result, e.g. to the requested region.
+    Memoized: every client of a frame usually has the same damage and clip.
     """
-    th, tw = tiles.shape
+    return list(_tiles_to_rects(tiles.tobytes(), tiles.shape, width, height, clip))
+
+
+@functools.lru_cache(maxsize=256)
+def _tiles_to_rects(
+    grid: bytes, shape: tuple[int, int], width: int, height: int, clip: tuple[int, int, int, int] | None
+) -> tuple[tuple[int, int, int, int], ...]:
+    tiles = np.frombuffer(grid, dtype=bool).reshape(shape).tolist()  # lists: fast to index
+    th, tw = shape
     open_bands: dict[tuple[int, int], list[int]] = {}  # (col0, col1) -> [row0, row1]
     done: list[tuple[int, int, int, int]] = []
     for row in range(th):
@@ -200,4 +210,4 @@ def tiles_to_rects(
         x1, y1 = min(c1 * TILE, cx1), min(r1 * TILE, cy1)
         if x1 > x0 and y1 > y0:
             rects.append((x0, y0, x1 - x0, y1 - y0))
-    return rects
+    return tuple(rects)

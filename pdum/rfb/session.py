@@ -784,20 +784,22 @@ class Session:
         if not ctx.shared and encoder.encoding not in STATELESS and self.server.sharing_peers(self):
             make_shared(ctx)
         jobs = [h264_job] if h264_job is not None else []
-        for job_rects, job_ctx in (
-            ([] if h264_job is not None else rects, ctx),
-            (refresh_rects, replace(ctx, quality_level=None)),
-        ):
+        for job_rects, lossless in (([] if h264_job is not None else rects, False), (refresh_rects, True)):
             pieces = [p for r in job_rects for p in split_rect(*r, encoder.max_width, encoder.max_area)]
             if pieces:
-                # A snapshot of the settings: the client may change them while a thread encodes.
-                job_ctx = replace(job_ctx)
-                key = (*sharing_key(encoder.encoding, job_ctx, self.pixel_format),)
+                if lossless:
+                    job_ctx = replace(ctx, quality_level=None)
+                    key = sharing_key(encoder.encoding, job_ctx, self.pixel_format)
+                else:
+                    job_ctx, key = ctx, self.share_key
                 jobs.append(EncodeJob(encoder, job_ctx, self.pixel_format, key, pieces))
         area = sum(w * h for job in jobs for _, _, w, h in job.pieces)
         pixels = fb.pixels
         if area >= THREAD_MIN_PIXELS and self.server.encode_executor is not None:
-            pixels = pixels.copy()  # publish() writes in place while the thread reads
+            # A thread will encode: publish() writes the framebuffer in place, and the client may
+            # change its settings meanwhile, so the thread gets copies of both.
+            pixels = pixels.copy()
+            jobs = [replace(job, ctx=replace(job.ctx)) if job.ctx is ctx else job for job in jobs]
         count = len(parts) + sum(len(job.pieces) for job in jobs)
         self.stats.rects_sent += count - len(parts)
         if jobs or copies:
