@@ -705,9 +705,13 @@ class Session:
         return encoder.encoding in (Encoding.TIGHT, Encoding.TIGHT_PNG) and ctx.quality_level is not None
 
     def _refresh_tiles(self, clip_tiles: tuple[slice, slice], now: float) -> np.ndarray:
-        """Lossy tiles due for a lossless refresh, as many as the link takes in one update."""
+        """Lossy tiles due for a lossless refresh, as many as the link takes in one update (all of
+        them for clients without Fence: we know nothing of their link, and their requests pace
+        the updates anyway)."""
         due = np.zeros_like(self.damage)
         due[clip_tiles] = self.lossy_tiles.due(self.damage, now)[clip_tiles]
+        if not self.supports(Encoding.FENCE):
+            return due
         budget = max(1, int((self.congestion.window() - self.congestion.in_flight) // REFRESH_TILE_BYTES))
         if int(due.sum()) > budget:
             flat = due.ravel()

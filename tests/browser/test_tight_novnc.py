@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import pdum.rfb as rfb
+from pdum.rfb import congestion
 from pdum.rfb.protocol.messages import QUALITY_LEVEL_0, Encoding
 from pdum.rfb.testing import checkerboard, gradient, noise, noise_and_gradient, solid, text_like
 
@@ -66,7 +67,11 @@ def test_novnc_lossless(
 
 
 @pytest.mark.parametrize("encoding", [Encoding.TIGHT, Encoding.TIGHT_PNG], ids=["tight", "tightpng"])
-def test_novnc_jpeg_quality_8(served: LoopThread, page: Any, static_server: str, encoding: Encoding) -> None:
+def test_novnc_jpeg_quality_8(
+    served: LoopThread, page: Any, static_server: str, encoding: Encoding, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Keep the JPEG pixels on screen to measure them (no lossless refresh while still).
+    monkeypatch.setattr(congestion, "REFRESH_DELAY", 3600.0)
     display = served.serve(WIDTH, HEIGHT, port=0, lossy=True)
     photo = photo_like(WIDTH, HEIGHT, seed=6)
     served.publish(display, photo)

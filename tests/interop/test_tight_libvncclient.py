@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import pdum.rfb as rfb
+from pdum.rfb import congestion
 from pdum.rfb.testing import checkerboard, counter, gradient, noise, noise_and_gradient, solid, text_like
 
 from ..support import LoopThread, wait_until
@@ -108,7 +109,11 @@ def test_tight_wider_than_2048(served: LoopThread, vncdump_exe: Path, tmp_path: 
 
 
 @pytest.mark.parametrize("bpp", [32, 16])
-def test_tight_jpeg_quality_8(served: LoopThread, vncdump_exe: Path, tmp_path: Path, bpp: int) -> None:
+def test_tight_jpeg_quality_8(
+    served: LoopThread, vncdump_exe: Path, tmp_path: Path, bpp: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Keep the JPEG pixels on screen to measure them (no lossless refresh while still).
+    monkeypatch.setattr(congestion, "REFRESH_DELAY", 3600.0)
     display = served.serve(WIDTH, HEIGHT, lossy=True)
     photo = photo_like(WIDTH, HEIGHT, seed=7)
     served.publish(display, photo)
@@ -128,6 +133,24 @@ def test_tight_jpeg_quality_8(served: LoopThread, vncdump_exe: Path, tmp_path: P
         text = text_like(WIDTH, HEIGHT, seed=8)
         served.publish(display, text)
         client.wait_for(in_client_format(text, bpp))
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("bpp", [32, 16])
+def test_tight_jpeg_is_refreshed_losslessly_once_still(
+    served: LoopThread, vncdump_exe: Path, tmp_path: Path, bpp: int
+) -> None:
+    """libvncclient (no Fence: its requests pace it) first gets the photo as JPEG, then, once the
+    frame has not changed for congestion.REFRESH_DELAY, the exact pixels."""
+    display = served.serve(WIDTH, HEIGHT, lossy=True)
+    photo = photo_like(WIDTH, HEIGHT, seed=11)
+    served.publish(display, photo)
+    client = VncDumpWithQuality(vncdump_exe, port(display), "tight", bpp, tmp_path, quality=5)
+    try:
+        client.wait_for(in_client_format(photo, bpp))
+        updates = client.read()
+        assert updates is not None and updates[0] >= 2  # the lossy update came first
     finally:
         client.close()
 
