@@ -412,7 +412,8 @@ class Session:
                 self.encode_context.h264.request_keyframe()
         self.request = msg
         self._asked = True
-        self._wake.set()
+        if self._has_work():  # else the next publish (or message) wakes the writer anyway
+            self._wake.set()
 
     def _on_enable_continuous(self, msg: m.EnableContinuousUpdates) -> None:
         if msg.enable:
@@ -718,11 +719,16 @@ class Session:
             flat[np.flatnonzero(flat)[budget:]] = False
         return due
 
+    def _has_work(self) -> bool:
+        """Whether an update could carry anything now. False is the common case of a request
+        arriving before the next frame: no wake-up, no planning."""
+        pending = self._pseudo or self.resize_pending or self._cursor_pending or self.copies
+        return bool(pending or self.lossy_tiles.any or self._outbox or self.damage.any())
+
     def _plan_update(self) -> UpdatePlan | None:
         """Decide what the client gets now from the current frame, or ``None`` if nothing."""
-        pending = self._pseudo or self.resize_pending or self._cursor_pending or self.copies
-        if not pending and not self.lossy_tiles.any and not self.damage.any():
-            return None  # e.g. a request arriving before the next frame: the common case
+        if not self._has_work():
+            return None
         fb = self.server.framebuffer
         if self.request is not None:
             r = self.request
