@@ -33,15 +33,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .peer import Skip
+from .peer import Skip, percentile
 
 # The frame counter's layout, as drawn by :func:`.paced_server.stamp` (not imported here: the
 # harness runs that module with ``python -m``, which warns when the package already imported it).
@@ -171,10 +169,6 @@ def clock_offset_ms(page: Any, tries: int = 20) -> tuple[float, float]:
     return best
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else float("nan")
-
-
 @dataclass
 class BrowserLatency:
     """One paced run of our server to noVNC in Chromium."""
@@ -243,8 +237,8 @@ def _latency_once(browser: Any, base: str, case: BrowserLatency, nframes: int, t
     case.latencies_ms = [round(v, 3) for v in latencies]
     if latencies:
         case.latency_ms_median = statistics.median(latencies)
-        case.latency_ms_p95 = _percentile(latencies, 95)
-        case.latency_ms_p99 = _percentile(latencies, 99)
+        case.latency_ms_p95 = percentile(latencies, 95)
+        case.latency_ms_p99 = percentile(latencies, 99)
         case.latency_ms_max = max(latencies)
     case.server_cpu_percent = 100.0 * result["cpu_s"] / result["wall_s"]
 

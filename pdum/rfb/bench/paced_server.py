@@ -23,9 +23,7 @@ corner, which the page decodes from its canvas.
 from __future__ import annotations
 
 import asyncio
-import json
 import resource
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -34,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..display import serve
+from .pdum_server import run_bounded
 from .scenes import SCENES
 
 #: The frame counter: ``COUNTER_BITS`` blocks of ``BLOCK`` x ``BLOCK`` pixels along the top row
@@ -96,19 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     width, height, nframes = (int(v) for v in args[:3])
     fps, scene, timeout = float(args[3]), args[4], int(args[5])
-    signal.alarm(timeout + 5)
-
-    async def bounded() -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            return await _run(width, height, nframes, fps, scene)
-
-    try:
-        result = asyncio.run(bounded())
-    except TimeoutError:
-        print("paced_server: timed out", file=sys.stderr)
-        return 1
-    print(json.dumps(result), flush=True)
-    return 0
+    return run_bounded("paced_server", timeout, lambda: _run(width, height, nframes, fps, scene))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import resource
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -116,16 +116,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     port, width, height, nframes = (int(v) for v in args[:4])
     path, nclients, timeout = args[4], int(args[5]), int(args[6])
-    signal.alarm(timeout + 5)  # a backstop in case the event loop itself wedges
+    return run_bounded("pdum_server", timeout, lambda: _run(port, width, height, nframes, path, nclients))
+
+
+def run_bounded(name: str, timeout: int, run: Callable[[], Awaitable[dict[str, Any]]]) -> int:
+    """Run a benchmark server's coroutine within ``timeout`` seconds and print its result as one
+    JSON line (what the harness reads); 1 on a timeout. SIGALRM is a backstop in case the event
+    loop itself wedges."""
+    signal.alarm(timeout + 5)
 
     async def bounded() -> dict[str, Any]:
         async with asyncio.timeout(timeout):
-            return await _run(port, width, height, nframes, path, nclients)
+            return await run()
 
     try:
         result = asyncio.run(bounded())
     except TimeoutError:
-        print("pdum_server: timed out", file=sys.stderr)
+        print(f"{name}: timed out", file=sys.stderr)
         return 1
     print(json.dumps(result), flush=True)
     return 0

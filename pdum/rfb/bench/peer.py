@@ -128,7 +128,8 @@ def match_frames(client_crcs: Sequence[int], expected: Sequence[int]) -> list[in
     return found
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile of ``values`` (NaN for none): the benchmark's p95 / p99."""
     return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else float("nan")
 
 
@@ -238,8 +239,8 @@ def run_once(
         run.bytes_per_frame = (first["bytes"][found[-1]] - first["bytes"][found[0]]) / frames
         latencies = [(first["t_ns"][found[k]] - result["publish_ns"][k - 1]) / 1e6 for k in range(1, nframes)]
         run.latency_ms_median = statistics.median(latencies)
-        run.latency_ms_p95 = _percentile(latencies, 95)
-        run.latency_ms_p99 = _percentile(latencies, 99)
+        run.latency_ms_p95 = percentile(latencies, 95)
+        run.latency_ms_p99 = percentile(latencies, 99)
     else:
         run.error = "client 0 never held some frame of the sequence"
     run.min_updates = min(int(r["updates"]) for r in reports)
