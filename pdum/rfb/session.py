@@ -99,7 +99,7 @@ class UpdatePlan:
     pixels: np.ndarray
     generation: int
     lossy: bool  # whether damaged rects went out lossily (JPEG)
-    area: int
+    threaded: bool  # encode in the server's worker threads (``pixels`` and settings are copies)
 
     def encode(self, cache: EncodeCache) -> bytes:
         parts = [m.framebuffer_update_header(self.count), *self.parts]
@@ -594,12 +594,16 @@ class Session:
             self._cursor_pending = True
             self._wake.set()
 
-    def _mark_region(self, x: int, y: int, w: int, h: int) -> None:
+    def _tile_range(self, x: int, y: int, w: int, h: int) -> tuple[slice, slice]:
+        """The damage tiles a region of the framebuffer touches, clipped to the grid (an empty
+        range for a region outside it)."""
         th, tw = self.damage.shape
         x0, y0 = max(0, x) // TILE, max(0, y) // TILE
-        x1, y1 = min(tw, -(-(x + w) // TILE)), min(th, -(-(y + h) // TILE))
-        if x1 > x0 and y1 > y0:
-            self.damage[y0:y1, x0:x1] = True
+        x1, y1 = max(x0, min(tw, -(-(x + w) // TILE))), max(y0, min(th, -(-(y + h) // TILE)))
+        return slice(y0, y1), slice(x0, x1)
+
+    def _mark_region(self, x: int, y: int, w: int, h: int) -> None:
+        self.damage[self._tile_range(x, y, w, h)] = True
 
     # -- outgoing -----------------------------------------------------------------------------------
     async def _writer_loop(self) -> None:
@@ -667,7 +671,7 @@ class Session:
         NumPy release the GIL, so the event loop and the encoder use both cores)."""
         started = time.perf_counter()
         executor, cache = self.server.encode_executor, self.server.encode_cache
-        if plan.area >= THREAD_MIN_PIXELS and executor is not None:
+        if plan.threaded and executor is not None:
             update = await asyncio.get_running_loop().run_in_executor(executor, plan.encode, cache)
         else:
             update = plan.encode(cache)
@@ -804,8 +808,9 @@ class Session:
                     job_ctx, key = ctx, self.share_key
                 jobs.append(EncodeJob(encoder, job_ctx, self.pixel_format, key, pieces))
         area = sum(w * h for job in jobs for _, _, w, h in job.pieces)
+        threaded = area >= THREAD_MIN_PIXELS and self.server.encode_executor is not None
         pixels = fb.pixels
-        if area >= THREAD_MIN_PIXELS and self.server.encode_executor is not None:
+        if threaded:
             # A thread will encode: publish() writes the framebuffer in place, and the client may
             # change its settings meanwhile, so the thread gets copies of both.
             pixels = pixels.copy()
@@ -814,13 +819,12 @@ class Session:
         self.stats.rects_sent += count - len(parts)
         if jobs or copies:
             self.stats.last_generation_sent = fb.generation
-        return UpdatePlan(parts, count, jobs, pixels, fb.generation, lossy and bool(rects), area)
+        return UpdatePlan(parts, count, jobs, pixels, fb.generation, lossy and bool(rects), threaded)
 
     def _rect_tiles(self, rect: tuple[int, int, int, int]) -> np.ndarray:
         """The damage tiles a rectangle touches, as a mask."""
-        x, y, w, h = rect
         tiles = np.zeros_like(self.damage)
-        tiles[y // TILE : -(-(y + h) // TILE), x // TILE : -(-(x + w) // TILE)] = True
+        tiles[self._tile_range(*rect)] = True
         return tiles
 
     def _h264_job(

@@ -133,10 +133,15 @@ class RfbViewer(anywidget.AnyWidget):  # type: ignore[misc]
         data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
         generation = self._display.generation
         png = self._display.snapshot()
-        if generation != self._snapshot_generation:
-            self.snapshot = data_url(png)
-            self._snapshot_generation = generation
+        self.show_snapshot(data_url(png), generation)
         return {**data, "image/png": base64.b64encode(png).decode("ascii")}, metadata
+
+    def show_snapshot(self, url: str, generation: int) -> None:
+        """Put the frame of ``generation`` into the ``snapshot`` trait, unless it already holds
+        that frame or a newer one."""
+        if generation > self._snapshot_generation:
+            self.snapshot = url
+            self._snapshot_generation = generation
 
 
 def data_url(png: bytes) -> str:
@@ -161,9 +166,7 @@ async def push_snapshot(display: Any) -> bool:
     png = await asyncio.get_running_loop().run_in_executor(executor, encode, pixels, generation)
     url = data_url(png)
     for view in views:
-        if view._snapshot_generation < generation:
-            view.snapshot = url
-            view._snapshot_generation = generation
+        view.show_snapshot(url, generation)
     return True
 
 

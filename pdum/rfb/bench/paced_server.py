@@ -23,7 +23,6 @@ corner, which the page decodes from its canvas.
 from __future__ import annotations
 
 import asyncio
-import resource
 import sys
 import time
 from collections.abc import Sequence
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..display import serve
-from .pdum_server import run_bounded
+from .pdum_server import cpu_seconds, run_bounded
 from .scenes import SCENES
 
 #: The frame counter: ``COUNTER_BITS`` blocks of ``BLOCK`` x ``BLOCK`` pixels along the top row
@@ -48,11 +47,6 @@ def stamp(frame: np.ndarray, n: int) -> np.ndarray:
     return frame
 
 
-def _cpu() -> tuple[float, float]:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime, usage.ru_stime
-
-
 async def _run(width: int, height: int, nframes: int, fps: float, scene: str) -> dict[str, Any]:
     render = SCENES[scene]
     frames = [stamp(np.ascontiguousarray(render(width, height, t)), t) for t in range(nframes)]
@@ -64,7 +58,7 @@ async def _run(width: int, height: int, nframes: int, fps: float, scene: str) ->
         await loop.run_in_executor(None, sys.stdin.readline)
         publish_ns: list[int] = []
         period = 1.0 / fps
-        cpu0 = _cpu()
+        cpu0 = cpu_seconds()
         wall0 = time.perf_counter()
         start = loop.time() + period
         for k in range(1, nframes):
@@ -75,7 +69,7 @@ async def _run(width: int, height: int, nframes: int, fps: float, scene: str) ->
             display.publish(frames[k])
         await asyncio.sleep(min(1.0, 5 * period))  # let the last frame go out
         wall1 = time.perf_counter()
-        cpu1 = _cpu()
+        cpu1 = cpu_seconds()
         return {
             "cpu_s": (cpu1[0] - cpu0[0]) + (cpu1[1] - cpu0[1]),
             "cpu_sys_s": cpu1[1] - cpu0[1],

@@ -39,7 +39,7 @@ from ..session import Session
 SETTLE_S = 0.2
 
 
-def _cpu_seconds() -> tuple[float, float, int]:
+def cpu_seconds() -> tuple[float, float, int]:
     """(user, system) CPU seconds of this process (every thread) and its minor page faults:
     what the C server reads too."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -85,14 +85,14 @@ async def _run(port: int, width: int, height: int, nframes: int, path: str, ncli
         await everyone_caught_up()
         bytes0 = sum(s.stats.bytes_sent for s in sessions.values())
         publish_ns: list[int] = []
-        cpu0 = _cpu_seconds()
+        cpu0 = cpu_seconds()
         wall0 = time.perf_counter()
         for k in range(1, nframes):
             publish_ns.append(time.monotonic_ns())
             display.publish(frames[k])
             await everyone_caught_up()
         wall1 = time.perf_counter()
-        cpu1 = _cpu_seconds()
+        cpu1 = cpu_seconds()
         bytes1 = sum(s.stats.bytes_sent for s in sessions.values())
         return {
             "cpu_s": (cpu1[0] - cpu0[0]) + (cpu1[1] - cpu0[1]),

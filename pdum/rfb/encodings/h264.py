@@ -38,10 +38,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..framebuffer import TILE
+from ..protocol.messages import Encoding
 
 log = logging.getLogger(__name__)
 
-ENCODING = 50
 #: Flags word: reset this rectangle's decoder context / every context of the client.
 RESET_CONTEXT = 1
 RESET_ALL_CONTEXTS = 2
@@ -232,7 +232,7 @@ class H264Job:
     needs a new encoder, hence an IDR frame).
     """
 
-    encoding: ClassVar[int] = ENCODING
+    encoding: ClassVar[int] = Encoding.H264
     max_width: ClassVar[int | None] = None
     max_area: ClassVar[int | None] = None
 
