@@ -12,6 +12,7 @@ import itertools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from .protocol.messages import DEFAULT_LIMITS, Encoding, Limits
 from .protocol.security import SecurityType
 from .session import Session
 from .transports.base import ByteStream
-from .transports.tcp import TcpStream
+from .transports.tcp import TcpProtocol
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,14 @@ class Server:
         self.cursor = CursorShape(*default_cursor())
         #: Encoded rectangles of the current frame, shared by clients with the same settings.
         self.encode_cache = EncodeCache()
+        #: The pending call that sends the last publish's updates (see broadcast_damage).
+        self._kick_handle: asyncio.Handle | None = None
+        #: Whole updates being encoded in a thread, by (generation, update key): clients in step
+        #: wait for them instead of encoding the same update again (session.py).
+        self.encodes_in_flight: dict[tuple[Any, ...], asyncio.Future[bytes]] = {}
+        #: A copy of the current frame for encode threads, made once per frame (publish() writes
+        #: the framebuffer in place while a thread may still read it).
+        self._frame_copy: tuple[int, np.ndarray] | None = None
         #: Threads for large updates (session.py); owned here and joined by :meth:`aclose`.
         self.encode_executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
             max_workers=2, thread_name_prefix="pdum-rfb-encode"
@@ -106,12 +115,11 @@ class Server:
     # -- listeners ----------------------------------------------------------------------------------
     async def listen_tcp(self, host: str, port: int) -> int:
         """Start the raw-RFB TCP listener; returns the bound port."""
-        listener = await asyncio.start_server(self._accept_tcp, host, port, reuse_address=True)
+        loop = asyncio.get_running_loop()
+        factory = partial(TcpProtocol, self.serve_stream)
+        listener = await loop.create_server(factory, host, port, reuse_address=True)
         self._listeners.append(listener)
         return int(listener.sockets[0].getsockname()[1])
-
-    async def _accept_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self.serve_stream(TcpStream(reader, writer))
 
     async def serve_stream(self, stream: ByteStream) -> None:
         """Run one RFB session over ``stream`` until it ends (transports call this)."""
@@ -159,8 +167,24 @@ class Server:
 
     # -- fan-out ------------------------------------------------------------------------------------
     def broadcast_damage(self, damage: Damage) -> None:
+        """Give every client a publish's damage; their updates go out once the caller yields
+        (frames published back to back without yielding make one update: latest frame wins)."""
         for session in self.sessions.values():
             session.add_damage(damage)
+        if self.sessions and self._kick_handle is None:
+            self._kick_handle = asyncio.get_running_loop().call_soon(self._kick_all)
+
+    def _kick_all(self) -> None:
+        self._kick_handle = None
+        for session in list(self.sessions.values()):
+            session.kick()
+
+    def frame_copy(self) -> np.ndarray:
+        """The current frame's pixels as a copy that publish() will not overwrite."""
+        fb = self.framebuffer
+        if self._frame_copy is None or self._frame_copy[0] != fb.generation:
+            self._frame_copy = (fb.generation, fb.pixels.copy())
+        return self._frame_copy[1]
 
     def sharing_peers(self, session: Session) -> bool:
         """Whether another client currently takes updates with ``session``'s settings."""
@@ -220,6 +244,9 @@ class Server:
         nothing. Each stream close is bounded (a peer that stopped reading is aborted).
         """
         self._closed = True
+        if self._kick_handle is not None:
+            self._kick_handle.cancel()
+            self._kick_handle = None
         for listener in self._listeners:
             listener.close()
         current = asyncio.current_task()

@@ -100,9 +100,17 @@ class UpdatePlan:
     generation: int
     lossy: bool  # whether damaged rects went out lossily (JPEG)
     threaded: bool  # encode in the server's worker threads (``pixels`` and settings are copies)
+    #: Key under which every client in step with this one gets the same bytes (None: this
+    #: update is the client's own, e.g. it carries pseudo-rectangles).
+    update_key: tuple[Any, ...] | None = None
+    #: The update's bytes when another client's identical update was in the cache.
+    ready: bytes | None = None
 
     def encode(self, cache: EncodeCache) -> bytes:
+        if self.ready is not None:
+            return self.ready
         parts = [m.framebuffer_update_header(self.count), *self.parts]
+        streams: set[str] | None = set() if self.update_key is not None else None
         for job in self.jobs:
             encoder = job.encoder
             for x, y, w, h in job.pieces:
@@ -110,8 +118,14 @@ class UpdatePlan:
                 produce = partial(encoder.encode, rgb, job.pixel_format, job.ctx)
                 key = (x, y, w, h, *job.share_key)
                 parts.append(m.rect_header(x, y, w, h, encoder.encoding))
-                parts.append(cache.encode(self.generation, key, encoder.encoding, job.ctx, produce))
-        return b"".join(parts)
+                payload, used = cache.payload(self.generation, key, encoder.encoding, job.ctx, produce)
+                parts.append(payload)
+                if streams is not None:
+                    streams = None if used is None else streams | used
+        update = b"".join(parts)
+        if self.update_key is not None and streams is not None:
+            cache.store_update(self.generation, self.update_key, update, frozenset(streams), self.count)
+        return update
 
 
 @dataclass
@@ -150,6 +164,7 @@ class Session:
         self.view_only = False
         self.pixel_format: PixelFormat = SERVER_DEFAULT
         self.encodings: tuple[int, ...] = ()
+        self._encoding_set: frozenset[int] = frozenset()
         self.encode_context = EncodeContext(tight_gradient=server.config.tight_gradient)
         self.input = InputTranslator()
         self.stats = SessionStats(connected_at=time.time())
@@ -194,6 +209,20 @@ class Session:
         self._fence_overdue = False
         #: Settings of this client's last update (clients with equal keys share encoded rects).
         self.share_key: tuple[Any, ...] | None = None
+        #: Whether the writer sleeps in :meth:`_wait_for_work` (then :meth:`kick` may write for it),
+        #: and the time it will wake up on its own (None: only when woken).
+        self._parked = False
+        self._parked_until: float | None = None
+        #: A plan made by :meth:`kick` that the writer must encode (in a thread) and send.
+        self._handoff: UpdatePlan | None = None
+        self._clip_memo: tuple[Any, Any] | None = None
+        #: The transport's write-without-waiting, if it has one (TcpStream.write_now).
+        self._write_now: Callable[[bytes], None] | None = getattr(stream, "write_now", None)
+        # Push-mode reading (_read_pushed): what the transport's callback tells the reader task.
+        self._pushed = asyncio.Event()
+        self._push_error: Exception | None = None
+        self._push_ended = False
+        self._push_completed = 0
 
     # -- properties ---------------------------------------------------------------------------------
     @property
@@ -201,7 +230,7 @@ class Session:
         return self.stream.peer
 
     def supports(self, encoding: int) -> bool:
-        return encoding in self.encodings
+        return encoding in self._encoding_set
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id} {self.stream.kind} {self.peer}>"
@@ -239,6 +268,10 @@ class Session:
 
     async def _read_messages(self) -> None:
         """The reader loop after the handshake, with the idle and unfinished-message timeouts."""
+        set_receiver = getattr(self.stream, "set_receiver", None)
+        if set_receiver is not None:
+            await self._read_pushed(set_receiver)
+            return
         limits = self.server.config.limits
         loop = asyncio.get_running_loop()
         idle_deadline = None if limits.idle_timeout is None else loop.time() + limits.idle_timeout
@@ -258,11 +291,7 @@ class Session:
                 async with asyncio.timeout_at(deadline):
                     data = await self.stream.read()
             except TimeoutError:
-                if kind == "idle_timeout":
-                    reason = f"no FramebufferUpdateRequest within {limits.idle_timeout:g} s of the handshake"
-                else:
-                    reason = f"a message left unfinished for {limits.message_timeout:g} s"
-                self._violation(kind, reason)
+                self._timed_out(kind)
                 return
             if not data:
                 if self.connection.buffered and not self._closing:
@@ -270,6 +299,72 @@ class Session:
                 return
             if await self._receive(data):
                 partial_since = None  # a message completed: the next one gets its own time
+
+    async def _read_pushed(self, set_receiver: Callable[[Callable[[bytes], None]], None]) -> None:
+        """:meth:`_read_messages` for streams that hand over bytes as they arrive (TCP): each
+        chunk is handled in :meth:`_on_pushed`, right in the transport's callback, and this task
+        only sleeps until a timeout, an error or the end. It wakes up only when a timeout may
+        change (a message left unfinished, the first request), never per message."""
+        limits = self.server.config.limits
+        loop = asyncio.get_running_loop()
+        idle_deadline = None if limits.idle_timeout is None else loop.time() + limits.idle_timeout
+        partial_since: float | None = None
+        seen = 0
+        set_receiver(self._on_pushed)
+        while not self._closing:
+            if self._push_error is not None:
+                raise self._push_error
+            if self._push_ended:
+                if self.connection.buffered:
+                    raise ProtocolError(f"left in the middle of a message ({self.connection.buffered} bytes)")
+                return
+            if self._push_completed != seen:  # a message completed: the next one gets its own time
+                seen, partial_since = self._push_completed, None
+            deadline: float | None = None
+            kind = "idle_timeout"
+            if not self._asked and idle_deadline is not None:
+                deadline = idle_deadline
+            if self.connection.buffered and limits.message_timeout is not None:
+                partial_since = loop.time() if partial_since is None else partial_since
+                if deadline is None or partial_since + limits.message_timeout < deadline:
+                    deadline, kind = partial_since + limits.message_timeout, "message_timeout"
+            else:
+                partial_since = None
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._pushed.wait()
+            except TimeoutError:
+                self._timed_out(kind)
+                return
+            self._pushed.clear()
+
+    def _on_pushed(self, data: bytes) -> None:
+        """Handle bytes as the transport receives them (``b""``: the client has gone). Errors
+        go to :meth:`_read_pushed`, which raises them in the session's task as the pull loop would."""
+        if self._push_error is not None or self._push_ended:
+            return
+        if not data:
+            self._push_ended = True
+            self._pushed.set()
+            return
+        was_buffered, was_asked = self.connection.buffered, self._asked
+        try:
+            if self._receive_now(data):
+                self._push_completed += 1
+        except Exception as exc:  # re-raised by _read_pushed
+            self._push_error = exc
+            self._pushed.set()
+            return
+        if self.connection.buffered or was_buffered or self._asked != was_asked:
+            self._pushed.set()
+
+    def _timed_out(self, kind: str) -> None:
+        limits = self.server.config.limits
+        if kind == "idle_timeout":
+            reason = f"no FramebufferUpdateRequest within {limits.idle_timeout:g} s of the handshake"
+        else:
+            reason = f"a message left unfinished for {limits.message_timeout:g} s"
+        self._violation(kind, reason)
 
     def _violation(self, kind: str, reason: str) -> None:
         """Count and log (once) why this client is being closed."""
@@ -298,8 +393,18 @@ class Session:
                 self.stats.bytes_sent += len(data)
 
     # -- incoming -----------------------------------------------------------------------------------
+    def _receive_now(self, data: bytes) -> int:
+        """:meth:`_receive` after the handshake, when nothing needs awaiting."""
+        self.stats.bytes_received += len(data)
+        events = self.connection.receive_data(data)
+        for event in events:
+            self._handle(event)
+        return len(events)
+
     async def _receive(self, data: bytes) -> int:
         """Feed ``data`` to the protocol and act on it; returns how many events it completed."""
+        if self.ready:
+            return self._receive_now(data)
         self.stats.bytes_received += len(data)
         events = self.connection.receive_data(data)
         if not self.ready:
@@ -362,9 +467,10 @@ class Session:
             self._cursor_pending = True
 
     def _on_set_encodings(self, msg: m.SetEncodings) -> None:
-        before = set(self.encodings)
+        before = self._encoding_set
         self.encodings = msg.encodings
-        added = set(msg.encodings) - before
+        self._encoding_set = frozenset(msg.encodings)
+        added = self._encoding_set - before
         if self.copies and not self.supports(Encoding.COPY_RECT):
             self._drop_copies()
         for enc in msg.encodings:
@@ -413,7 +519,7 @@ class Session:
         self.request = msg
         self._asked = True
         if self._has_work():  # else the next publish (or message) wakes the writer anyway
-            self._wake.set()
+            self.kick()
 
     def _on_enable_continuous(self, msg: m.EnableContinuousUpdates) -> None:
         if msg.enable:
@@ -512,7 +618,7 @@ class Session:
 
     # -- fan-out from the server --------------------------------------------------------------------
     def add_damage(self, damage: Damage) -> None:
-        """Called on every publish; cheap: OR the tiles in and wake the writer."""
+        """Called on every publish; cheap: OR the tiles in (:meth:`kick` follows)."""
         if damage.resized:
             self.damage = damage.tiles.copy()
             self.lossy_tiles.reshape(self.damage.shape)
@@ -522,7 +628,7 @@ class Session:
             if self.damage.any():  # the previous frame was never sent: latest frame wins
                 self.stats.frames_skipped += 1
             self.damage |= self._take_copies(damage)
-        self._wake.set()
+        # No wake-up here: the server calls kick() once every client has the damage.
 
     def _take_copies(self, damage: Damage) -> np.ndarray:
         """Queue the copies this client can apply (copyrect.py says why it is safe); return the
@@ -616,13 +722,15 @@ class Session:
                     self._outbox_bytes = 0
                     await self.stream.write(data)
                     self.stats.bytes_sent += len(data)
-                if self.request is not None or self.continuous is not None:
+                plan, self._handoff = self._handoff, None
+                if plan is None and (self.request is not None or self.continuous is not None):
                     # Held back until a Fence answer says the link has room (congestion.py).
                     self._held = not self.congestion.can_send()
                     plan = None if self._held else self._plan_update()
-                    if plan is not None:
-                        self.request = None
-                        await self._send_update(await self._encode(plan), plan)
+                if plan is not None:
+                    self.request = None
+                    update = await self._encode(plan)
+                    await self.stream.write(self._finish_update(update, plan))
         except (ConnectionError, OSError) as exc:
             log.info("client %s: write failed: %s", self.peer, exc)
             self._closing = True
@@ -636,7 +744,34 @@ class Session:
         """Sleep until woken, until lossily sent tiles are due for their lossless refresh, or
         until a Fence answer is overdue (then what is in flight is forgotten, with a log line,
         so a client that announced Fence but never answers still gets updates)."""
-        now = time.monotonic()
+        deadline, overdue = self._deadlines()
+        self._parked, self._parked_until = True, deadline
+        try:
+            if deadline is None:
+                await self._wake.wait()
+            else:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await self._wake.wait()
+        except TimeoutError:
+            if overdue is not None and time.monotonic() >= overdue:
+                log.log(
+                    logging.DEBUG if self._fence_overdue else logging.WARNING,
+                    "client %s: no Fence answer for %g s; not waiting for it",
+                    self.peer,
+                    FENCE_ANSWER_TIMEOUT,
+                )
+                self._fence_overdue = True
+                self.congestion.reset()
+            else:
+                # Refresh once; if nothing in the clip is due, sleep until something else happens.
+                self._refresh_armed = False
+        finally:
+            self._parked = False
+        self._wake.clear()
+
+    def _deadlines(self) -> tuple[float | None, float | None]:
+        """When the writer must wake up on its own (the earlier of the two), and when the oldest
+        Fence answer is overdue (None: not waiting for one)."""
         deadline = None
         if self._refresh_armed and (self.request is not None or self.continuous is not None):
             deadline = self.lossy_tiles.next_due()
@@ -644,27 +779,64 @@ class Session:
         overdue = None if sent_at is None else sent_at + FENCE_ANSWER_TIMEOUT
         if overdue is not None and (deadline is None or overdue < deadline):
             deadline = overdue
-        if deadline is None:
-            await self._wake.wait()
-        else:
-            try:
-                async with asyncio.timeout(max(0.0, deadline - now)):
-                    await self._wake.wait()
-            except TimeoutError:
-                now = time.monotonic()
-                if overdue is not None and now >= overdue:
-                    log.log(
-                        logging.DEBUG if self._fence_overdue else logging.WARNING,
-                        "client %s: no Fence answer for %g s; not waiting for it",
-                        self.peer,
-                        FENCE_ANSWER_TIMEOUT,
-                    )
-                    self._fence_overdue = True
-                    self.congestion.reset()
-                else:
-                    # Refresh once; if nothing in the clip is due, sleep until something else happens.
-                    self._refresh_armed = False
-        self._wake.clear()
+        return deadline, overdue
+
+    def kick(self) -> None:
+        """Send the update due now straight from the event loop when nothing can come between:
+        the writer is asleep with nothing queued, and the transport takes bytes without waiting
+        (TCP with an empty buffer). Otherwise wake the writer, as before.
+
+        The server kicks every client once per publish (after all of them have the damage), so
+        in-step clients get an update whose bytes the first of them encoded (encodings/sharing.py)
+        without a task switch each: at 16 clients that was most of the per-client cost.
+        """
+        if not self._send_now():
+            self._wake.set()
+
+    def _send_now(self) -> bool:
+        """:meth:`kick`'s direct path; False when the writer has to do it."""
+        write_now = self._write_now
+        if (
+            write_now is None
+            or not self._parked
+            or self._wake.is_set()
+            or self._closing
+            or self._outbox
+            or (self.request is None and self.continuous is None)
+            or self.stream.pending_bytes()
+            or not self.congestion.can_send()
+        ):
+            return False
+        try:
+            plan = self._plan_update()
+            if plan is not None:
+                self.request = None
+                if plan.threaded and self.server.encode_executor is not None:
+                    self._handoff = plan  # the writer encodes it in a thread (keeps the loop free)
+                    return False
+                started = time.perf_counter()
+                update = plan.encode(self.server.encode_cache)
+                self.stats.encode_seconds += time.perf_counter() - started
+                write_now(self._finish_update(update, plan))
+        except (ConnectionError, OSError) as exc:
+            log.info("client %s: write failed: %s", self.peer, exc)
+            self._abandon()
+            return True
+        except ProtocolError as exc:  # pragma: no cover - encoder refusing a format
+            self._violation("protocol_error", str(exc))
+            self._abandon()
+            return True
+        deadline = self._deadlines()[0]
+        if deadline is not None and (self._parked_until is None or deadline < self._parked_until):
+            # The writer's timer must fire earlier: a Fence answer is now awaited, or a request
+            # came in while lossy tiles wait for their refresh.
+            self._wake.set()
+        return True
+
+    def _abandon(self) -> None:
+        """Stop after a failed direct write: the writer and the reader end, the stream closes."""
+        self._closing = True
+        self.server.spawn(self.close())
 
     async def _encode(self, plan: UpdatePlan) -> bytes:
         """Encode a plan: inline when small, else in the server's worker threads (zlib, JPEG and
@@ -672,27 +844,44 @@ class Session:
         started = time.perf_counter()
         executor, cache = self.server.encode_executor, self.server.encode_cache
         if plan.threaded and executor is not None:
-            update = await asyncio.get_running_loop().run_in_executor(executor, plan.encode, cache)
+            update = await self._encode_in_thread(plan, executor, cache)
         else:
             update = plan.encode(cache)
         self.stats.encode_seconds += time.perf_counter() - started
         return update
 
-    async def _send_update(self, update: bytes, plan: UpdatePlan) -> None:
-        """Write one update, followed by a Fence request that tells us when the client has read it
-        (congestion.py); adapt the JPEG quality to the link after lossy updates."""
+    async def _encode_in_thread(self, plan: UpdatePlan, executor: Any, cache: EncodeCache) -> bytes:
+        """Encode in a worker thread; a client in step with one whose identical update is being
+        encoded right now waits for that one instead of encoding it a second time."""
+        key = None if plan.update_key is None else (plan.generation, plan.update_key)
+        inflight = self.server.encodes_in_flight
+        if key is not None and (running := inflight.get(key)) is not None:
+            await asyncio.wait([running])  # never raises: its client may have gone meanwhile
+            cached = cache.update(plan.generation, plan.update_key, self.encode_context)  # type: ignore[arg-type]
+            if cached is not None:
+                return cached[0]
+        future = asyncio.get_running_loop().run_in_executor(executor, plan.encode, cache)
+        if key is not None and key not in inflight:
+            inflight[key] = future
+            future.add_done_callback(lambda _: inflight.pop(key, None))
+        return await future
+
+    def _finish_update(self, update: bytes, plan: UpdatePlan) -> bytes:
+        """One update as it goes on the wire, followed by a Fence request that tells us when the
+        client has read it (congestion.py); adapts the JPEG quality to the link after lossy
+        updates. Called just before the bytes are written."""
         now = time.monotonic()
         if self.supports(Encoding.FENCE):
             payload = self.congestion.sent_update(len(update), now)
             update += m.server_fence(FENCE_REQUEST | FENCE_BLOCK_BEFORE, payload)
         data = self._wire(update)
-        await self.stream.write(data)
         self.stats.bytes_sent += len(data)
         self.stats.updates_sent += 1
         self._refresh_armed = True
         if plan.lossy:
             self.quality.observe(len(update), self.congestion.bandwidth, now)
             self.encode_context.quality_level = self.quality.level
+        return data
 
     def _wire(self, data: bytes) -> bytes:
         """Server messages as they go on the wire (sealed under RA2/RA2_256/VeNCrypt), in call order."""
@@ -740,6 +929,13 @@ class Session:
         else:
             assert self.continuous is not None
             clip = self.continuous
+        encoder = self._choose_encoder()
+        ctx = self.encode_context
+        update_key = self._update_key(clip, encoder, ctx)
+        if update_key is not None:
+            cached = self.server.encode_cache.update(fb.generation, update_key, ctx)
+            if cached is not None:
+                return self._cached_plan(clip, update_key, *cached)
         parts: list[bytes] = []
         if self._pseudo:
             # Before the resize below: an ExtendedDesktopSize queued here carries the size of its
@@ -763,19 +959,9 @@ class Session:
             parts.extend(copyrect_rect(*copy) for copy in self.copies)
             self.copies.clear()
             self.stats.copyrects_sent += copies
-        cw, ch = self.client_size
-        cx0, cy0 = max(0, clip[0]), max(0, clip[1])
-        cx1, cy1 = min(cw, fb.width, clip[0] + clip[2]), min(ch, fb.height, clip[1] + clip[3])
-        clip_rect = (cx0, cy0, cx1 - cx0, cy1 - cy0)
+        clip_rect, clip_tiles = self._clip(clip)
         rects = tiles_to_rects(self.damage, fb.width, fb.height, clip_rect)
-        # Tiles wholly inside the clip are clean once sent; partly clipped tiles stay damaged.
-        tx0, ty0 = -(-cx0 // TILE), -(-cy0 // TILE)
-        full_x1 = cx1 // TILE if cx1 < fb.width else self.damage.shape[1]
-        full_y1 = cy1 // TILE if cy1 < fb.height else self.damage.shape[0]
-        clip_tiles = (slice(ty0, full_y1), slice(tx0, full_x1))
         now = time.monotonic()
-        encoder = self._choose_encoder()
-        ctx = self.encode_context
         h264_job = self._h264_job(rects, clip_rect)  # it repaints all the damage (encodings/h264.py)
         lossy = h264_job is not None or self._is_lossy(encoder, ctx)
         refresh = self._refresh_tiles(clip_tiles, now) if self.lossy_tiles.next_due() is not None else None
@@ -813,13 +999,66 @@ class Session:
         if threaded:
             # A thread will encode: publish() writes the framebuffer in place, and the client may
             # change its settings meanwhile, so the thread gets copies of both.
-            pixels = pixels.copy()
+            pixels = self.server.frame_copy()
             jobs = [replace(job, ctx=replace(job.ctx)) if job.ctx is ctx else job for job in jobs]
         count = len(parts) + sum(len(job.pieces) for job in jobs)
         self.stats.rects_sent += count - len(parts)
         if jobs or copies:
             self.stats.last_generation_sent = fb.generation
-        return UpdatePlan(parts, count, jobs, pixels, fb.generation, lossy and bool(rects), threaded)
+        lossy_rects = lossy and bool(rects)
+        return UpdatePlan(parts, count, jobs, pixels, fb.generation, lossy_rects, threaded, update_key)
+
+    def _clip(self, clip: tuple[int, int, int, int]) -> tuple[tuple[int, int, int, int], tuple[slice, slice]]:
+        """The requested region cut to the framebuffer and the client's size, and the damage
+        tiles wholly inside it (those are clean once sent; partly clipped tiles stay damaged).
+        Remembered: clients ask for the same region again and again."""
+        fb = self.server.framebuffer
+        memo_key = (clip, self.client_size, fb.pixels.shape, self.damage.shape)
+        if self._clip_memo is not None and self._clip_memo[0] == memo_key:
+            return self._clip_memo[1]
+        result = self._clip_region(clip)
+        self._clip_memo = (memo_key, result)
+        return result
+
+    def _clip_region(
+        self, clip: tuple[int, int, int, int]
+    ) -> tuple[tuple[int, int, int, int], tuple[slice, slice]]:
+        fb = self.server.framebuffer
+        cw, ch = self.client_size
+        cx0, cy0 = max(0, clip[0]), max(0, clip[1])
+        cx1, cy1 = min(cw, fb.width, clip[0] + clip[2]), min(ch, fb.height, clip[1] + clip[3])
+        tx0, ty0 = -(-cx0 // TILE), -(-cy0 // TILE)
+        full_x1 = cx1 // TILE if cx1 < fb.width else self.damage.shape[1]
+        full_y1 = cy1 // TILE if cy1 < fb.height else self.damage.shape[0]
+        return (cx0, cy0, cx1 - cx0, cy1 - cy0), (slice(ty0, full_y1), slice(tx0, full_x1))
+
+    def _update_key(
+        self, clip: tuple[int, int, int, int], encoder: Any, ctx: EncodeContext
+    ) -> tuple[Any, ...] | None:
+        """What decides this update's bytes when it is only pixels, losslessly encoded with
+        payloads any client with the same settings can take; None when it is this client's own
+        (pseudo-rectangles, CopyRects, a resize, lossy tiles to track, H.264, private streams).
+        With the frame's generation, equal keys mean byte-identical updates."""
+        if self._pseudo or self.resize_pending or self._cursor_pending or self.copies:
+            return None
+        if ctx.h264 is not None or self.lossy_tiles.any or self._is_lossy(encoder, ctx):
+            return None
+        if encoder.encoding not in STATELESS and not ctx.shared:
+            return None
+        share_key = sharing_key(encoder.encoding, ctx, self.pixel_format)
+        return (self._clip(clip)[0], share_key, self.damage.shape, self.damage.tobytes())
+
+    def _cached_plan(
+        self, clip: tuple[int, int, int, int], key: tuple[Any, ...], update: bytes, count: int
+    ) -> UpdatePlan:
+        """The plan for an update another client in step with this one was sent already: the
+        bookkeeping of :meth:`_plan_update` for a lossless pixels-only update, and its bytes."""
+        fb = self.server.framebuffer
+        self.damage[self._clip(clip)[1]] = False
+        self.share_key = key[1]
+        self.stats.rects_sent += count
+        self.stats.last_generation_sent = fb.generation
+        return UpdatePlan([], count, [], fb.pixels, fb.generation, False, False, key, update)
 
     def _rect_tiles(self, rect: tuple[int, int, int, int]) -> np.ndarray:
         """The damage tiles a rectangle touches, as a mask."""

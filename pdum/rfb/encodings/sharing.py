@@ -88,50 +88,98 @@ def sharing_key(encoding: int, ctx: EncodeContext, pixel_format: Any) -> tuple[A
 
 @dataclass
 class EncodeCache:
-    """Payloads of the current frame's rectangles, keyed by rectangle and :func:`sharing_key`."""
+    """Payloads of the current frame, shared by clients with the same settings.
+
+    Two levels: single rectangles keyed by rectangle and :func:`sharing_key` (clients whose damage
+    differs still share the rectangles they have in common), and whole updates keyed by the
+    session's ``update_key`` (clients that are in step, the common case, share the entire update:
+    one lookup instead of one per rectangle, no planning of rectangles).
+    """
 
     generation: int = -1
     entries: dict[tuple[Any, ...], tuple[bytes, frozenset[str]]] = field(default_factory=dict)
+    #: Whole updates: ``update_key -> (bytes, streams they continue, rectangles in them)``.
+    updates: dict[tuple[Any, ...], tuple[bytes, frozenset[str], int]] = field(default_factory=dict)
+    #: Rectangles served from the cache (a whole-update hit counts each of its rectangles).
     hits: int = 0
     misses: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def _lookup(self, key: tuple[Any, ...], ctx: EncodeContext) -> bytes | None:
-        entry = self.entries.get(key)
-        if entry is None:
-            return None
-        payload, streams = entry
-        # Usable only if every stream it continues already has this client's zlib header.
-        mine = _compressors(ctx)
-        if any(name not in mine or not mine[name].started for name in streams):
-            return None
-        self.hits += 1
-        return payload
+    def _roll(self, generation: int) -> None:
+        """Forget the previous frame's payloads once a newer frame is encoded (lock held)."""
+        if generation > self.generation:
+            self.generation = generation
+            self.entries.clear()
+            self.updates.clear()
 
     def encode(
         self, generation: int, key: tuple[Any, ...], encoding: int, ctx: EncodeContext, produce: Any
     ) -> bytes:
-        """The payload for ``key``: from the cache when this client can use it, else ``produce()``.
+        """The payload for ``key``: from the cache when this client can use it, else ``produce()``."""
+        return self.payload(generation, key, encoding, ctx, produce)[0]
+
+    def payload(
+        self, generation: int, key: tuple[Any, ...], encoding: int, ctx: EncodeContext, produce: Any
+    ) -> tuple[bytes, frozenset[str] | None]:
+        """:meth:`encode`, plus the streams the payload continues, or None when the payload is
+        this client's alone (private streams, or it opened a stream with the zlib header).
 
         Sessions call this from the event loop and from encode threads: the lock covers the
         bookkeeping (never ``produce()``), and a payload of an older frame is never stored.
         """
         if encoding not in STATELESS and not ctx.shared:
-            return bytes(produce())  # private streams: nothing to share
+            return bytes(produce()), None  # private streams: nothing to share
         with self._lock:
-            if generation > self.generation:  # only the current frame's payloads are kept
-                self.generation = generation
-                self.entries.clear()
-            cached = self._lookup(key, ctx) if generation == self.generation else None
-            if cached is not None:
-                return cached
+            self._roll(generation)
+            entry = self.entries.get(key) if generation == self.generation else None
+            if entry is not None and _continues(entry[1], ctx):
+                self.hits += 1
+                return entry
             self.misses += 1
         for c in _compressors(ctx).values():
             c.used = c.emitted_header = False
         payload = bytes(produce())
         after = _compressors(ctx)  # includes streams the encoder opened just now
-        if not any(c.emitted_header for c in after.values()):
-            with self._lock:
-                if generation == self.generation:
-                    self.entries[key] = (payload, frozenset(name for name, c in after.items() if c.used))
-        return payload
+        if any(c.emitted_header for c in after.values()):
+            return payload, None
+        streams = frozenset(name for name, c in after.items() if c.used)
+        with self._lock:
+            if generation == self.generation:
+                self.entries[key] = (payload, streams)
+        return payload, streams
+
+    def update(self, generation: int, key: tuple[Any, ...], ctx: EncodeContext) -> tuple[bytes, int] | None:
+        """A whole update stored under ``key`` that this client can take, and its rectangle count."""
+        with self._lock:
+            entry = self.updates.get(key) if generation == self.generation else None
+            if entry is None or not _continues(entry[1], ctx):
+                return None
+            self.hits += entry[2]
+            return entry[0], entry[2]
+
+    def store_update(
+        self, generation: int, key: tuple[Any, ...], update: bytes, streams: frozenset[str], count: int
+    ) -> None:
+        """Keep a whole update of the current frame for the next client in step with this one."""
+        with self._lock:
+            self._roll(generation)
+            held = sum(len(entry[0]) for entry in self.updates.values())
+            if generation == self.generation and len(self.updates) < MAX_UPDATES and held < MAX_UPDATE_BYTES:
+                self.updates[key] = (update, streams, count)
+
+
+#: Whole updates kept per frame (one per group of clients in step with each other), and the
+#: bytes they may hold: a bound for many groups of clients at large frame sizes.
+MAX_UPDATES = 16
+MAX_UPDATE_BYTES = 64 << 20
+
+
+def _continues(streams: frozenset[str], ctx: EncodeContext) -> bool:
+    """Whether a payload that continues ``streams`` suits this client: each of them is a shared
+    stream whose zlib header this client's inflater has had already."""
+    for name in streams:
+        value = ctx.streams.get(name)
+        compressor = value[1] if isinstance(value, tuple) else value
+        if not isinstance(compressor, FreshDeflate) or not compressor.started:
+            return False
+    return True

@@ -176,6 +176,8 @@ class ServerConnection:
     def receive_data(self, data: bytes) -> list[Event]:
         if self.state is State.CLOSED:
             raise ProtocolError("connection already closed")
+        if self.state is State.NORMAL and self._opener is None:
+            return self._receive_messages(data)
         if self._opener is not None:
             self._raw += data
         else:
@@ -200,6 +202,26 @@ class ServerConnection:
         except ProtocolError:
             self.state = State.CLOSED
             raise
+
+    def _receive_messages(self, data: bytes) -> list[Event]:
+        """:meth:`receive_data` after the handshake without a record layer: client messages one
+        after the other (the general loop's result, without its per-step bookkeeping: this runs
+        for every request and Fence answer of every client)."""
+        inbuf = self._inbuf
+        inbuf += data
+        events: list[Event] = []
+        try:
+            while inbuf:
+                parsed = parse_client_message(inbuf, self.limits, extended_mouse=self.extended_mouse)
+                if parsed is None:
+                    break
+                message, size = parsed
+                del inbuf[:size]
+                events.append(message)
+        except ProtocolError:
+            self.state = State.CLOSED
+            raise
+        return events
 
     def _progress(self) -> tuple[int, State, Step | None]:
         return len(self._inbuf), self.state, self._rsa_aes.step if self._rsa_aes else None

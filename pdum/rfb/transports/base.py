@@ -29,6 +29,9 @@ class ByteStream(Protocol):
         """Bytes accepted by :meth:`write` that the peer has not taken yet."""
         ...
 
+    # Optional: ``write_now(data: bytes) -> None`` writes without waiting when ``pending_bytes()``
+    # is 0 (TCP). Sessions then send in-step updates straight from the event loop (session.py).
+
     async def close(self) -> None:
         """Close the connection; safe to call more than once."""
         ...

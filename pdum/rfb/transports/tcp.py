@@ -1,53 +1,197 @@
-"""Raw RFB over TCP: what native VNC viewers (TigerVNC, RealVNC, Remmina, ...) connect to."""
+"""Raw RFB over TCP: what native VNC viewers (TigerVNC, RealVNC, Remmina, ...) connect to.
+
+A small :class:`asyncio.Protocol` instead of asyncio's stream pair, for one reason: after the
+handshake the session takes incoming bytes through :meth:`TcpStream.set_receiver`, called
+straight from the transport's callback. Every FramebufferUpdateRequest or Fence answer is then
+handled without waking the session's reader task, which was a large part of what each extra
+client cost (see docs/performance.md). The handshake still uses :meth:`TcpStream.read`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import socket
+from collections import deque
+from collections.abc import Awaitable, Callable
 
-READ_CHUNK = 64 * 1024
+#: Bytes buffered for :meth:`TcpStream.read` before the socket stops being read (backpressure
+#: for a client that sends faster than the session parses).
+READ_LIMIT = 128 * 1024
+#: Seconds :meth:`TcpStream.close` waits for the buffered output to go out before aborting.
+CLOSE_TIMEOUT = 0.5
 
 
 class TcpStream:
-    """:class:`~pdum.rfb.transports.base.ByteStream` over an asyncio stream pair."""
+    """:class:`~pdum.rfb.transports.base.ByteStream` over one accepted TCP connection."""
 
     kind = "tcp"
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
-        peer = writer.get_extra_info("peername")
+    def __init__(self, transport: asyncio.WriteTransport) -> None:
+        self._transport = transport
+        self._loop = asyncio.get_running_loop()
+        peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        sock = writer.get_extra_info("socket")
+        sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # Updates are written whole; Nagle would only add latency.
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._reading_paused = False
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._eof = False
+        self._receiver: Callable[[bytes], None] | None = None
+        self._write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._lost = False
+        self._closed = self._loop.create_future()
 
+    # -- reading ------------------------------------------------------------------------------------
     async def read(self) -> bytes:
-        try:
-            return await self._reader.read(READ_CHUNK)
-        except (ConnectionError, OSError):
-            return b""
+        """Some bytes from the client; ``b""`` once it has gone."""
+        while not self._chunks:
+            if self._eof:
+                return b""
+            self._read_waiter = self._loop.create_future()
+            try:
+                await self._read_waiter
+            finally:
+                self._read_waiter = None
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        self._resume_reading()
+        return data
 
+    def set_receiver(self, receiver: Callable[[bytes], None]) -> None:
+        """From now on hand every chunk to ``receiver`` as it arrives (``b""`` at the end),
+        starting with anything :meth:`read` has not returned yet."""
+        self._receiver = receiver
+        if self._chunks:
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+            self._buffered = 0
+            self._resume_reading()
+            receiver(data)
+        if self._eof:
+            receiver(b"")
+
+    def _data_received(self, data: bytes) -> None:
+        if self._receiver is not None:
+            self._receiver(data)
+            return
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered > READ_LIMIT and not self._reading_paused and not self._lost:
+            self._reading_paused = True
+            self._transport.pause_reading()  # type: ignore[attr-defined]
+        self._wake_reader()
+
+    def _eof_received(self) -> None:
+        if self._eof:
+            return
+        self._eof = True
+        if self._receiver is not None:
+            self._receiver(b"")
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        waiter = self._read_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and not self._lost:
+            self._reading_paused = False
+            self._transport.resume_reading()  # type: ignore[attr-defined]
+
+    # -- writing ------------------------------------------------------------------------------------
     async def write(self, data: bytes) -> None:
-        self._writer.write(data)
-        await self._writer.drain()
+        """Send ``data`` and wait while the transport's buffer is above its high-water mark."""
+        self.write_now(data)
+        while self._write_paused and not self._lost:
+            waiter = self._loop.create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+        if self._lost:
+            raise ConnectionResetError("connection lost")
+
+    def write_now(self, data: bytes) -> None:
+        """Hand ``data`` to the socket without waiting, for a caller that saw ``pending_bytes()``
+        at 0: the kernel takes it at once or the transport buffers the rest, and the next
+        :meth:`write` waits for that to drain."""
+        if self._lost or self._transport.is_closing():
+            raise ConnectionResetError("connection closed")
+        self._transport.write(data)
 
     def pending_bytes(self) -> int:
-        transport = self._writer.transport
-        return transport.get_write_buffer_size() if transport is not None else 0
+        return self._transport.get_write_buffer_size()
+
+    def _set_write_paused(self, paused: bool) -> None:
+        self._write_paused = paused
+        if not paused:
+            self._release_writers()
+
+    def _release_writers(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- closing ------------------------------------------------------------------------------------
+    def _connection_lost(self) -> None:
+        self._lost = True
+        self._release_writers()
+        self._eof_received()
+        if not self._closed.done():
+            self._closed.set_result(None)
 
     async def close(self) -> None:
-        if self._writer.is_closing():
-            return
-        self._writer.close()
+        """Close the connection, giving buffered output :data:`CLOSE_TIMEOUT` to leave; a peer
+        that stopped reading is aborted instead, so nothing outlives the Display."""
+        if not self._transport.is_closing():
+            self._transport.close()
         try:
-            await asyncio.wait_for(self._writer.wait_closed(), timeout=0.5)
-        except Exception:
-            # A peer that stopped reading would keep the socket alive while the buffer
-            # drains; drop it instead so nothing outlives the Display.
-            transport = self._writer.transport
-            if transport is not None:
-                transport.abort()
+            await asyncio.wait_for(asyncio.shield(self._closed), timeout=CLOSE_TIMEOUT)
+        except TimeoutError:
+            self._transport.abort()
+
+
+class TcpProtocol(asyncio.Protocol):
+    """Feeds one connection's events to its :class:`TcpStream` and starts its session."""
+
+    def __init__(self, serve: Callable[[TcpStream], Awaitable[None]]) -> None:
+        self._serve = serve
+        self.stream: TcpStream | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        self.stream = TcpStream(transport)
+        self.task = asyncio.get_running_loop().create_task(self._run(self.stream))
+
+    async def _run(self, stream: TcpStream) -> None:
+        await self._serve(stream)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.stream is not None
+        self.stream._data_received(data)
+
+    def eof_received(self) -> bool:
+        assert self.stream is not None
+        self.stream._eof_received()
+        return True  # keep our side open: the session may still have a reason to send, then closes
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.stream is not None:
+            self.stream._connection_lost()
+
+    def pause_writing(self) -> None:
+        assert self.stream is not None
+        self.stream._set_write_paused(True)
+
+    def resume_writing(self) -> None:
+        assert self.stream is not None
+        self.stream._set_write_paused(False)
