@@ -136,12 +136,16 @@ def changed_tiles(old: np.ndarray, new: np.ndarray) -> np.ndarray:
     word = np.uint64 if (w * 3) % 8 == 0 else np.uint8
     per_tile = TILE * 3 // np.dtype(word).itemsize
     ne = old.reshape(h, w * 3).view(word) != new.reshape(h, w * 3).view(word)
-    th, tw = tile_grid_shape(w, h)
-    if h % TILE or ne.shape[1] % per_tile:
-        padded = np.zeros((th * TILE, tw * per_tile), dtype=bool)
-        padded[:h, : ne.shape[1]] = ne
-        ne = padded
-    return np.asarray(ne.reshape(th, TILE, tw, per_tile).any(axis=(1, 3)))
+    # OR-reduce each band of 64 rows and each tile's columns; reduceat takes the ragged last
+    # band and column group as they are (no padded copy). For byte-wise rows (many columns)
+    # the columns go first, so the second reduction works on the small array.
+    row_starts = np.arange(0, h, TILE)
+    col_starts = np.arange(0, ne.shape[1], per_tile)
+    if word is np.uint64:
+        bands = np.logical_or.reduceat(ne, row_starts, axis=0)
+        return np.asarray(np.logical_or.reduceat(bands, col_starts, axis=1))
+    cols = np.logical_or.reduceat(ne, col_starts, axis=1)
+    return np.asarray(np.logical_or.reduceat(cols, row_starts, axis=0))
 
 
 def tiles_of(diff: np.ndarray) -> np.ndarray:

@@ -177,7 +177,11 @@ class Server:
     def _kick_all(self) -> None:
         self._kick_handle = None
         for session in list(self.sessions.values()):
-            session.kick()
+            try:
+                session.kick()
+            except Exception:  # a bug in one client's update must not starve the others
+                log.exception("client %s: update failed; closing it", session.peer)
+                self.spawn(session.close())
 
     def frame_copy(self) -> np.ndarray:
         """The current frame's pixels as a copy that publish() will not overwrite."""

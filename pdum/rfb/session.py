@@ -165,6 +165,8 @@ class Session:
         self.pixel_format: PixelFormat = SERVER_DEFAULT
         self.encodings: tuple[int, ...] = ()
         self._encoding_set: frozenset[int] = frozenset()
+        #: The first encoding of the client's list that we have an encoder for (else Raw).
+        self._encoder: Any = ENCODERS[Encoding.RAW]
         self.encode_context = EncodeContext(tight_gradient=server.config.tight_gradient)
         self.input = InputTranslator()
         self.stats = SessionStats(connected_at=time.time())
@@ -470,6 +472,7 @@ class Session:
         before = self._encoding_set
         self.encodings = msg.encodings
         self._encoding_set = frozenset(msg.encodings)
+        self._encoder = self._choose_encoder()
         added = self._encoding_set - before
         if self.copies and not self.supports(Encoding.COPY_RECT):
             self._drop_copies()
@@ -814,9 +817,12 @@ class Session:
                 if plan.threaded and self.server.encode_executor is not None:
                     self._handoff = plan  # the writer encodes it in a thread (keeps the loop free)
                     return False
-                started = time.perf_counter()
-                update = plan.encode(self.server.encode_cache)
-                self.stats.encode_seconds += time.perf_counter() - started
+                if plan.ready is not None:
+                    update = plan.ready
+                else:
+                    started = time.perf_counter()
+                    update = plan.encode(self.server.encode_cache)
+                    self.stats.encode_seconds += time.perf_counter() - started
                 write_now(self._finish_update(update, plan))
         except (ConnectionError, OSError) as exc:
             log.info("client %s: write failed: %s", self.peer, exc)
@@ -929,13 +935,14 @@ class Session:
         else:
             assert self.continuous is not None
             clip = self.continuous
-        encoder = self._choose_encoder()
+        encoder = self._encoder
         ctx = self.encode_context
-        update_key = self._update_key(clip, encoder, ctx)
+        clip_rect, clip_tiles = self._clip(clip)
+        update_key = self._update_key(clip_rect, encoder, ctx)
         if update_key is not None:
             cached = self.server.encode_cache.update(fb.generation, update_key, ctx)
             if cached is not None:
-                return self._cached_plan(clip, update_key, *cached)
+                return self._cached_plan(clip_tiles, update_key, *cached)
         parts: list[bytes] = []
         if self._pseudo:
             # Before the resize below: an ExtendedDesktopSize queued here carries the size of its
@@ -1033,7 +1040,7 @@ class Session:
         return (cx0, cy0, cx1 - cx0, cy1 - cy0), (slice(ty0, full_y1), slice(tx0, full_x1))
 
     def _update_key(
-        self, clip: tuple[int, int, int, int], encoder: Any, ctx: EncodeContext
+        self, clip_rect: tuple[int, int, int, int], encoder: Any, ctx: EncodeContext
     ) -> tuple[Any, ...] | None:
         """What decides this update's bytes when it is only pixels, losslessly encoded with
         payloads any client with the same settings can take; None when it is this client's own
@@ -1046,15 +1053,15 @@ class Session:
         if encoder.encoding not in STATELESS and not ctx.shared:
             return None
         share_key = sharing_key(encoder.encoding, ctx, self.pixel_format)
-        return (self._clip(clip)[0], share_key, self.damage.shape, self.damage.tobytes())
+        return (clip_rect, share_key, self.damage.shape, self.damage.tobytes())
 
     def _cached_plan(
-        self, clip: tuple[int, int, int, int], key: tuple[Any, ...], update: bytes, count: int
+        self, clip_tiles: tuple[slice, slice], key: tuple[Any, ...], update: bytes, count: int
     ) -> UpdatePlan:
         """The plan for an update another client in step with this one was sent already: the
         bookkeeping of :meth:`_plan_update` for a lossless pixels-only update, and its bytes."""
         fb = self.server.framebuffer
-        self.damage[self._clip(clip)[1]] = False
+        self.damage[clip_tiles] = False
         self.share_key = key[1]
         self.stats.rects_sent += count
         self.stats.last_generation_sent = fb.generation
