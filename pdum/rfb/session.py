@@ -832,6 +832,8 @@ class Session:
             self._violation("protocol_error", str(exc))
             self._abandon()
             return True
+        if not self.lossy_tiles.any and Encoding.FENCE not in self._encoding_set:
+            return True  # no timer to move: nothing waits for a refresh or a Fence answer
         deadline = self._deadlines()[0]
         if deadline is not None and (self._parked_until is None or deadline < self._parked_until):
             # The writer's timer must fire earlier: a Fence answer is now awaited, or a request
@@ -926,8 +928,6 @@ class Session:
 
     def _plan_update(self) -> UpdatePlan | None:
         """Decide what the client gets now from the current frame, or ``None`` if nothing."""
-        if not self._has_work():
-            return None
         fb = self.server.framebuffer
         if self.request is not None:
             r = self.request
@@ -941,8 +941,10 @@ class Session:
         update_key = self._update_key(clip_rect, encoder, ctx)
         if update_key is not None:
             cached = self.server.encode_cache.update(fb.generation, update_key, ctx)
-            if cached is not None:
+            if cached is not None:  # (only updates with rectangles are kept)
                 return self._cached_plan(clip_tiles, update_key, *cached)
+        if not self._has_work():
+            return None
         parts: list[bytes] = []
         if self._pseudo:
             # Before the resize below: an ExtendedDesktopSize queued here carries the size of its

@@ -44,6 +44,14 @@ class PixelFormat:
     green_shift: int
     blue_shift: int
 
+    def __hash__(self) -> int:
+        # Computed once: a pixel format is part of the keys every client's update looks up.
+        cached: int | None = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(self.pack())
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
     # -- wire ---------------------------------------------------------------------------------------
     def pack(self) -> bytes:
         return _PIXEL_FORMAT.pack(
