@@ -733,7 +733,7 @@ class Session:
                 if plan is not None:
                     self.request = None
                     update = await self._encode(plan)
-                    await self.stream.write(self._finish_update(update, plan))
+                    await self.stream.write(self._finish_update(update, plan.lossy))
         except (ConnectionError, OSError) as exc:
             log.info("client %s: write failed: %s", self.peer, exc)
             self._closing = True
@@ -811,19 +811,19 @@ class Session:
         ):
             return False
         try:
-            plan = self._plan_update()
-            if plan is not None:
+            shared, key = self._take_shared()
+            if shared is not None:  # the common case with clients in step: no plan at all
+                self.request = None
+                write_now(self._finish_update(shared, False))
+            elif (plan := self._plan_own(key)) is not None:
                 self.request = None
                 if plan.threaded and self.server.encode_executor is not None:
                     self._handoff = plan  # the writer encodes it in a thread (keeps the loop free)
                     return False
-                if plan.ready is not None:
-                    update = plan.ready
-                else:
-                    started = time.perf_counter()
-                    update = plan.encode(self.server.encode_cache)
-                    self.stats.encode_seconds += time.perf_counter() - started
-                write_now(self._finish_update(update, plan))
+                started = time.perf_counter()
+                update = plan.encode(self.server.encode_cache)
+                self.stats.encode_seconds += time.perf_counter() - started
+                write_now(self._finish_update(update, plan.lossy))
         except (ConnectionError, OSError) as exc:
             log.info("client %s: write failed: %s", self.peer, exc)
             self._abandon()
@@ -874,7 +874,7 @@ class Session:
             future.add_done_callback(lambda _: inflight.pop(key, None))
         return await future
 
-    def _finish_update(self, update: bytes, plan: UpdatePlan) -> bytes:
+    def _finish_update(self, update: bytes, lossy: bool) -> bytes:
         """One update as it goes on the wire, followed by a Fence request that tells us when the
         client has read it (congestion.py); adapts the JPEG quality to the link after lossy
         updates. Called just before the bytes are written."""
@@ -886,7 +886,7 @@ class Session:
         self.stats.bytes_sent += len(data)
         self.stats.updates_sent += 1
         self._refresh_armed = True
-        if plan.lossy:
+        if lossy:
             self.quality.observe(len(update), self.congestion.bandwidth, now)
             self.encode_context.quality_level = self.quality.level
         return data
@@ -926,25 +926,50 @@ class Session:
         pending = self._pseudo or self.resize_pending or self._cursor_pending or self.copies
         return bool(pending or self.lossy_tiles.any or self._outbox or self.damage.any())
 
-    def _plan_update(self) -> UpdatePlan | None:
-        """Decide what the client gets now from the current frame, or ``None`` if nothing."""
-        fb = self.server.framebuffer
+    def _requested(self) -> tuple[int, int, int, int]:
+        """The region the client wants: its pending request's, else its continuous updates'."""
         if self.request is not None:
             r = self.request
-            clip = (r.x, r.y, r.width, r.height)
-        else:
-            assert self.continuous is not None
-            clip = self.continuous
-        encoder = self._encoder
-        ctx = self.encode_context
-        clip_rect, clip_tiles = self._clip(clip)
-        update_key = self._update_key(clip_rect, encoder, ctx)
-        if update_key is not None:
-            cached = self.server.encode_cache.update(fb.generation, update_key, ctx)
-            if cached is not None:  # (only updates with rectangles are kept)
-                return self._cached_plan(clip_tiles, update_key, *cached)
+            return (r.x, r.y, r.width, r.height)
+        assert self.continuous is not None
+        return self.continuous
+
+    def _take_shared(self) -> tuple[bytes | None, tuple[Any, ...] | None]:
+        """The update another client in step with this one was sent for this frame, with the
+        bookkeeping :meth:`_plan_own` would have done, and its key; ``(None, key)`` when there is
+        none yet (``key`` is None when this update is the client's own, see :meth:`_update_key`)."""
+        fb = self.server.framebuffer
+        clip_rect, clip_tiles = self._clip(self._requested())
+        key = self._update_key(clip_rect, self._encoder, self.encode_context)
+        if key is None:
+            return None, None
+        cached = self.server.encode_cache.update(fb.generation, key, self.encode_context)
+        if cached is None:
+            return None, key
+        update, count = cached  # (only updates with rectangles are kept)
+        self.damage[clip_tiles] = False
+        self.share_key = key[1]
+        self.stats.rects_sent += count
+        self.stats.last_generation_sent = fb.generation
+        return update, key
+
+    def _plan_update(self) -> UpdatePlan | None:
+        """Decide what the client gets now from the current frame, or ``None`` if nothing."""
+        shared, key = self._take_shared()
+        if shared is not None:
+            fb = self.server.framebuffer
+            return UpdatePlan([], 0, [], fb.pixels, fb.generation, False, False, key, shared)
+        return self._plan_own(key)
+
+    def _plan_own(self, update_key: tuple[Any, ...] | None) -> UpdatePlan | None:
+        """:meth:`_plan_update` when no shared update fits: plan this client's own rectangles
+        (kept under ``update_key`` for the clients in step with it, if not None)."""
         if not self._has_work():
             return None
+        fb = self.server.framebuffer
+        clip = self._requested()
+        encoder = self._encoder
+        ctx = self.encode_context
         parts: list[bytes] = []
         if self._pseudo:
             # Before the resize below: an ExtendedDesktopSize queued here carries the size of its
@@ -1056,18 +1081,6 @@ class Session:
             return None
         share_key = sharing_key(encoder.encoding, ctx, self.pixel_format)
         return (clip_rect, share_key, self.damage.shape, self.damage.tobytes())
-
-    def _cached_plan(
-        self, clip_tiles: tuple[slice, slice], key: tuple[Any, ...], update: bytes, count: int
-    ) -> UpdatePlan:
-        """The plan for an update another client in step with this one was sent already: the
-        bookkeeping of :meth:`_plan_update` for a lossless pixels-only update, and its bytes."""
-        fb = self.server.framebuffer
-        self.damage[clip_tiles] = False
-        self.share_key = key[1]
-        self.stats.rects_sent += count
-        self.stats.last_generation_sent = fb.generation
-        return UpdatePlan([], count, [], fb.pixels, fb.generation, False, False, key, update)
 
     def _rect_tiles(self, rect: tuple[int, int, int, int]) -> np.ndarray:
         """The damage tiles a rectangle touches, as a mask."""

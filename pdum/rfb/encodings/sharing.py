@@ -149,13 +149,16 @@ class EncodeCache:
         return payload, streams
 
     def update(self, generation: int, key: tuple[Any, ...], ctx: EncodeContext) -> tuple[bytes, int] | None:
-        """A whole update stored under ``key`` that this client can take, and its rectangle count."""
-        with self._lock:
-            entry = self.updates.get(key) if generation == self.generation else None
-            if entry is None or not _continues(entry[1], ctx):
-                return None
-            self.hits += entry[2]
-            return entry[0], entry[2]
+        """A whole update stored under ``key`` that this client can take, and its rectangle count.
+
+        Event loop only, and without the lock: one dict read is atomic, and a store racing with
+        it at most makes this client encode the update itself.
+        """
+        entry = self.updates.get(key) if generation == self.generation else None
+        if entry is None or not _continues(entry[1], ctx):
+            return None
+        self.hits += entry[2]
+        return entry[0], entry[2]
 
     def store_update(
         self, generation: int, key: tuple[Any, ...], update: bytes, streams: frozenset[str], count: int
