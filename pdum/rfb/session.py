@@ -279,16 +279,7 @@ class Session:
         idle_deadline = None if limits.idle_timeout is None else loop.time() + limits.idle_timeout
         partial_since: float | None = None
         while not self._closing:
-            deadline: float | None = None
-            kind = "idle_timeout"
-            if not self._asked and idle_deadline is not None:
-                deadline = idle_deadline
-            if self.connection.buffered and limits.message_timeout is not None:
-                partial_since = loop.time() if partial_since is None else partial_since
-                if deadline is None or partial_since + limits.message_timeout < deadline:
-                    deadline, kind = partial_since + limits.message_timeout, "message_timeout"
-            else:
-                partial_since = None
+            deadline, kind, partial_since = self._read_deadline(idle_deadline, partial_since, loop.time())
             try:
                 async with asyncio.timeout_at(deadline):
                     data = await self.stream.read()
@@ -297,10 +288,32 @@ class Session:
                 return
             if not data:
                 if self.connection.buffered and not self._closing:
-                    raise ProtocolError(f"left in the middle of a message ({self.connection.buffered} bytes)")
+                    raise self._left_mid_message()
                 return
             if await self._receive(data):
                 partial_since = None  # a message completed: the next one gets its own time
+
+    def _read_deadline(
+        self, idle_deadline: float | None, partial_since: float | None, now: float
+    ) -> tuple[float | None, str, float | None]:
+        """When the reader gives up and why: the idle timeout until the first request, the
+        unfinished-message timeout while part of a message is buffered (counted from
+        ``partial_since``, which starts now if unset and is returned, reset when nothing is)."""
+        limits = self.server.config.limits
+        deadline: float | None = None
+        kind = "idle_timeout"
+        if not self._asked and idle_deadline is not None:
+            deadline = idle_deadline
+        if self.connection.buffered and limits.message_timeout is not None:
+            partial_since = now if partial_since is None else partial_since
+            if deadline is None or partial_since + limits.message_timeout < deadline:
+                deadline, kind = partial_since + limits.message_timeout, "message_timeout"
+        else:
+            partial_since = None
+        return deadline, kind, partial_since
+
+    def _left_mid_message(self) -> ProtocolError:
+        return ProtocolError(f"left in the middle of a message ({self.connection.buffered} bytes)")
 
     async def _read_pushed(self, set_receiver: Callable[[Callable[[bytes], None]], None]) -> None:
         """:meth:`_read_messages` for streams that hand over bytes as they arrive (TCP): each
@@ -318,20 +331,11 @@ class Session:
                 raise self._push_error
             if self._push_ended:
                 if self.connection.buffered:
-                    raise ProtocolError(f"left in the middle of a message ({self.connection.buffered} bytes)")
+                    raise self._left_mid_message()
                 return
             if self._push_completed != seen:  # a message completed: the next one gets its own time
                 seen, partial_since = self._push_completed, None
-            deadline: float | None = None
-            kind = "idle_timeout"
-            if not self._asked and idle_deadline is not None:
-                deadline = idle_deadline
-            if self.connection.buffered and limits.message_timeout is not None:
-                partial_since = loop.time() if partial_since is None else partial_since
-                if deadline is None or partial_since + limits.message_timeout < deadline:
-                    deadline, kind = partial_since + limits.message_timeout, "message_timeout"
-            else:
-                partial_since = None
+            deadline, kind, partial_since = self._read_deadline(idle_deadline, partial_since, loop.time())
             try:
                 async with asyncio.timeout_at(deadline):
                     await self._pushed.wait()
