@@ -56,6 +56,24 @@ class RawClient:
         return raw
 
 
+async def _connect(display: Any, clients: list[RawClient], n: int, encoding: int) -> None:
+    """Connect ``n`` clients using ``encoding``, each holding the current frame (appended to
+    ``clients`` as they come, so the caller closes whichever got connected)."""
+    width, height = display.width, display.height
+    for _ in range(n):
+        client = RawClient(*await rfb_connect(display.vnc_port), width, height)
+        clients.append(client)
+        client.writer.write(struct.pack(">BxHi", 2, 1, encoding))
+        client.request(incremental=False)
+        await client.update()
+
+
+async def _close(display: Any, clients: list[RawClient]) -> None:
+    for client in clients:
+        client.writer.close()
+    await display.aclose()
+
+
 async def _in_step(display: Any, clients: list[RawClient]) -> None:
     """Every client has asked for the next update (so one publish reaches all of them at once)."""
     for client in clients:
@@ -86,12 +104,7 @@ def test_clients_in_step_share_one_encode_per_frame(encoding: int, width: int, h
         clients: list[RawClient] = []
         try:
             display.publish(_frame(width, height, 0))
-            for _ in range(3):
-                client = RawClient(*await rfb_connect(display.vnc_port), width, height)
-                client.writer.write(struct.pack(">BxHi", 2, 1, encoding))
-                client.request(incremental=False)
-                await client.update()
-                clients.append(client)
+            await _connect(display, clients, 3, encoding)
             for t in range(1, 7):
                 await _in_step(display, clients)
                 hits, misses = display.stats["encode_cache_hits"], display.stats["encode_cache_misses"]
@@ -106,9 +119,7 @@ def test_clients_in_step_share_one_encode_per_frame(encoding: int, width: int, h
                     assert display.stats["encode_cache_misses"] - misses == rects
                     assert display.stats["encode_cache_hits"] - hits == 2 * rects
         finally:
-            for client in clients:
-                client.writer.close()
-            await display.aclose()
+            await _close(display, clients)
 
     run_async(scenario(), timeout=60)
 
@@ -127,12 +138,7 @@ def test_a_client_out_of_step_gets_its_own_update() -> None:
         clients: list[RawClient] = []
         try:
             display.publish(frames[0])
-            for _ in range(2):
-                client = RawClient(*await rfb_connect(display.vnc_port), width, height)
-                client.writer.write(struct.pack(">BxHi", 2, 1, Encoding.RAW))
-                client.request(incremental=False)
-                await client.update()
-                clients.append(client)
+            await _connect(display, clients, 2, Encoding.RAW)
             await _in_step(display, clients[:1])  # the second client does not ask
             display.publish(frames[1])
             await clients[0].update()
@@ -144,9 +150,7 @@ def test_a_client_out_of_step_gets_its_own_update() -> None:
             for client in clients:
                 assert np.array_equal(client.screen, frames[2])
         finally:
-            for client in clients:
-                client.writer.close()
-            await display.aclose()
+            await _close(display, clients)
 
     run_async(scenario(), timeout=60)
 
