@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from functools import partial
 
 from pdum.rfb.encodings.base import EncodeContext
 from pdum.rfb.encodings.sharing import EncodeCache, FreshDeflate, make_shared
@@ -47,8 +48,8 @@ def test_cache_serves_a_second_client_and_both_decode() -> None:
     for generation in range(1, 4):
         rgb = noise(64, 32, seed=generation) if generation % 2 else text_like(64, 32, seed=generation)
         key = ("rect", generation)
-        got_b = cache.encode(generation, key, 6, b, lambda rgb=rgb: encoder.encode(rgb, SERVER_DEFAULT, b))
-        got_a = cache.encode(generation, key, 6, a, lambda rgb=rgb: encoder.encode(rgb, SERVER_DEFAULT, a))
+        got_b, _ = cache.payload(generation, key, 6, b, partial(encoder.encode, rgb, SERVER_DEFAULT, b))
+        got_a, _ = cache.payload(generation, key, 6, a, partial(encoder.encode, rgb, SERVER_DEFAULT, a))
         expected = SERVER_DEFAULT.encode_bytes(rgb)
         assert inflate_a.decompress(got_a[4:]) == expected
         assert inflate_b.decompress(got_b[4:]) == expected

@@ -112,17 +112,12 @@ class EncodeCache:
             self.entries.clear()
             self.updates.clear()
 
-    def encode(
-        self, generation: int, key: tuple[Any, ...], encoding: int, ctx: EncodeContext, produce: Any
-    ) -> bytes:
-        """The payload for ``key``: from the cache when this client can use it, else ``produce()``."""
-        return self.payload(generation, key, encoding, ctx, produce)[0]
-
     def payload(
         self, generation: int, key: tuple[Any, ...], encoding: int, ctx: EncodeContext, produce: Any
     ) -> tuple[bytes, frozenset[str] | None]:
-        """:meth:`encode`, plus the streams the payload continues, or None when the payload is
-        this client's alone (private streams, or it opened a stream with the zlib header).
+        """The payload for ``key`` (from the cache when this client can use it, else
+        ``produce()``) and the streams it continues, or None when the payload is this client's
+        alone (private streams, or it opened a stream with the zlib header).
 
         Sessions call this from the event loop and from encode threads: the lock covers the
         bookkeeping (never ``produce()``), and a payload of an older frame is never stored.
