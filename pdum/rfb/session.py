@@ -30,6 +30,7 @@ from .encodings import ENCODERS, EncodeContext, h264
 from .encodings.base import split_rect
 from .encodings.copyrect import copyrect_rect
 from .encodings.sharing import STATELESS, EncodeCache, make_shared, sharing_key
+from .encodings.solid import split_solid
 from .events import InputTranslator
 from .framebuffer import MAX_DIMENSION, TILE, Damage, tile_grid_shape, tiles_to_rects
 from .protocol import clipboard as xclip
@@ -87,6 +88,23 @@ class EncodeJob:
     pixel_format: PixelFormat
     share_key: tuple[Any, ...]
     pieces: list[tuple[int, int, int, int]]
+    #: Tight's fill encoder when large solid areas are to be cut out of ``pieces`` first
+    #: (encodings/solid.py); ``pieces`` are then whole damaged rects, cut to the encoders'
+    #: limits only after that.
+    fill: Any = None
+
+    def batches(self, pixels: np.ndarray) -> list[tuple[Any, list[tuple[int, int, int, int]]]]:
+        """``(encoder, rects)`` to encode: the pieces, or the solid areas as fills and the rest.
+        Done when encoding, which may be in a worker thread: the search reads every pixel."""
+        if self.fill is None:
+            return [(self.encoder, self.pieces)]
+        solids, rest = split_solid(pixels, self.pieces)
+        return [(self.fill, _cut(solids, self.fill)), (self.encoder, _cut(rest, self.encoder))]
+
+
+def _cut(rects: list[tuple[int, int, int, int]], encoder: Any) -> list[tuple[int, int, int, int]]:
+    """``rects`` cut to ``encoder``'s width and area limits."""
+    return [p for r in rects for p in split_rect(*r, encoder.max_width, encoder.max_area)]
 
 
 @dataclass
@@ -94,7 +112,6 @@ class UpdatePlan:
     """One FramebufferUpdate decided on the event loop; :meth:`encode` may run in a thread."""
 
     parts: list[bytes]  # pseudo-rectangles and CopyRects, ready to send
-    count: int
     jobs: list[EncodeJob]
     pixels: np.ndarray
     generation: int
@@ -109,22 +126,24 @@ class UpdatePlan:
     def encode(self, cache: EncodeCache) -> bytes:
         if self.ready is not None:
             return self.ready
-        parts = [m.framebuffer_update_header(self.count), *self.parts]
+        parts = [b"", *self.parts]  # the header, with the count, comes last
         streams: set[str] | None = set() if self.update_key is not None else None
         for job in self.jobs:
-            encoder = job.encoder
-            for x, y, w, h in job.pieces:
-                rgb = self.pixels[y : y + h, x : x + w]
-                produce = partial(encoder.encode, rgb, job.pixel_format, job.ctx)
-                key = (x, y, w, h, *job.share_key)
-                parts.append(m.rect_header(x, y, w, h, encoder.encoding))
-                payload, used = cache.payload(self.generation, key, encoder.encoding, job.ctx, produce)
-                parts.append(payload)
-                if streams is not None:
-                    streams = None if used is None else streams | used
+            for encoder, pieces in job.batches(self.pixels):
+                for x, y, w, h in pieces:
+                    rgb = self.pixels[y : y + h, x : x + w]
+                    produce = partial(encoder.encode, rgb, job.pixel_format, job.ctx)
+                    key = (x, y, w, h, *job.share_key)
+                    parts.append(m.rect_header(x, y, w, h, encoder.encoding))
+                    payload, used = cache.payload(self.generation, key, encoder.encoding, job.ctx, produce)
+                    parts.append(payload)
+                    if streams is not None:
+                        streams = None if used is None else streams | used
+        count = (len(parts) - 1 - len(self.parts)) // 2 + len(self.parts)
+        parts[0] = m.framebuffer_update_header(count)
         update = b"".join(parts)
         if self.update_key is not None and streams is not None:
-            cache.store_update(self.generation, self.update_key, update, frozenset(streams), self.count)
+            cache.store_update(self.generation, self.update_key, update, frozenset(streams), count)
         return update
 
 
@@ -737,7 +756,7 @@ class Session:
                 if plan is not None:
                     self.request = None
                     update = await self._encode(plan)
-                    await self.stream.write(self._finish_update(update, plan.lossy))
+                    await self.stream.write(self._finish_update(update, plan.lossy, len(plan.parts)))
         except (ConnectionError, OSError) as exc:
             log.info("client %s: write failed: %s", self.peer, exc)
             self._closing = True
@@ -818,7 +837,7 @@ class Session:
             shared, key = self._take_shared()
             if shared is not None:  # the common case with clients in step: no plan at all
                 self.request = None
-                write_now(self._finish_update(shared, False))
+                write_now(self._finish_update(shared, False, 0))
             elif (plan := self._plan_own(key)) is not None:
                 self.request = None
                 if plan.threaded and self.server.encode_executor is not None:
@@ -827,7 +846,7 @@ class Session:
                 started = time.perf_counter()
                 update = plan.encode(self.server.encode_cache)
                 self.stats.encode_seconds += time.perf_counter() - started
-                write_now(self._finish_update(update, plan.lossy))
+                write_now(self._finish_update(update, plan.lossy, len(plan.parts)))
         except (ConnectionError, OSError) as exc:
             log.info("client %s: write failed: %s", self.peer, exc)
             self._abandon()
@@ -878,11 +897,13 @@ class Session:
             future.add_done_callback(lambda _: inflight.pop(key, None))
         return await future
 
-    def _finish_update(self, update: bytes, lossy: bool) -> bytes:
+    def _finish_update(self, update: bytes, lossy: bool, extra: int) -> bytes:
         """One update as it goes on the wire, followed by a Fence request that tells us when the
         client has read it (congestion.py); adapts the JPEG quality to the link after lossy
-        updates. Called just before the bytes are written."""
+        updates. Called just before the bytes are written. ``extra``: how many of its rectangles
+        are pseudo-rectangles or CopyRects (not counted as pixel rects)."""
         now = time.monotonic()
+        self.stats.rects_sent += struct.unpack_from(">H", update, 2)[0] - extra
         if self.supports(Encoding.FENCE):
             payload = self.congestion.sent_update(len(update), now)
             update += m.server_fence(FENCE_REQUEST | FENCE_BLOCK_BEFORE, payload)
@@ -950,10 +971,9 @@ class Session:
         cached = self.server.encode_cache.update(fb.generation, key, self.encode_context)
         if cached is None:
             return None, key
-        update, count = cached  # (only updates with rectangles are kept)
+        update = cached[0]  # (only updates with rectangles are kept)
         self.damage[clip_tiles] = False
         self.share_key = key[1]
-        self.stats.rects_sent += count
         self.stats.last_generation_sent = fb.generation
         return update, key
 
@@ -962,7 +982,7 @@ class Session:
         shared, key = self._take_shared()
         if shared is not None:
             fb = self.server.framebuffer
-            return UpdatePlan([], 0, [], fb.pixels, fb.generation, False, False, key, shared)
+            return UpdatePlan([], [], fb.pixels, fb.generation, False, False, key, shared)
         return self._plan_own(key)
 
     def _plan_own(self, update_key: tuple[Any, ...] | None) -> UpdatePlan | None:
@@ -1022,15 +1042,17 @@ class Session:
         if not ctx.shared and encoder.encoding not in STATELESS and self.server.sharing_peers(self):
             make_shared(ctx)
         jobs = [h264_job] if h264_job is not None else []
+        fill = getattr(encoder, "solid_fill", None)  # Tight: solid areas go out as fills
         for job_rects, lossless in (([] if h264_job is not None else rects, False), (refresh_rects, True)):
-            pieces = [p for r in job_rects for p in split_rect(*r, encoder.max_width, encoder.max_area)]
-            if pieces:
-                if lossless:
-                    job_ctx = replace(ctx, quality_level=None)
-                    key = sharing_key(encoder.encoding, job_ctx, self.pixel_format)
-                else:
-                    job_ctx, key = ctx, self.share_key
-                jobs.append(EncodeJob(encoder, job_ctx, self.pixel_format, key, pieces))
+            if not job_rects:
+                continue
+            if lossless:
+                job_ctx = replace(ctx, quality_level=None)
+                key = sharing_key(encoder.encoding, job_ctx, self.pixel_format)
+            else:
+                job_ctx, key = ctx, self.share_key
+            pieces = job_rects if fill is not None else _cut(job_rects, encoder)
+            jobs.append(EncodeJob(encoder, job_ctx, self.pixel_format, key, pieces, fill))
         area = sum(w * h for job in jobs for _, _, w, h in job.pieces)
         threaded = area >= THREAD_MIN_PIXELS and self.server.encode_executor is not None
         pixels = fb.pixels
@@ -1039,12 +1061,10 @@ class Session:
             # change its settings meanwhile, so the thread gets copies of both.
             pixels = self.server.frame_copy()
             jobs = [replace(job, ctx=replace(job.ctx)) if job.ctx is ctx else job for job in jobs]
-        count = len(parts) + sum(len(job.pieces) for job in jobs)
-        self.stats.rects_sent += count - len(parts)
         if jobs or copies:
             self.stats.last_generation_sent = fb.generation
         lossy_rects = lossy and bool(rects)
-        return UpdatePlan(parts, count, jobs, pixels, fb.generation, lossy_rects, threaded, update_key)
+        return UpdatePlan(parts, jobs, pixels, fb.generation, lossy_rects, threaded, update_key)
 
     def _clip(self, clip: tuple[int, int, int, int]) -> tuple[tuple[int, int, int, int], tuple[slice, slice]]:
         """The requested region cut to the framebuffer and the client's size, and the damage

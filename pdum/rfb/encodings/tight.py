@@ -122,7 +122,7 @@ def _client_dtype(pf: PixelFormat) -> np.dtype[Any]:
     return np.dtype({8: "u1", 16: f"{order}u2", 32: f"{order}u4"}[pf.bits_per_pixel])
 
 
-def _rgb_keys(rgb: np.ndarray, reuse: bool = False) -> np.ndarray:
+def rgb_keys(rgb: np.ndarray, reuse: bool = False) -> np.ndarray:
     """Pack ``HxWx3`` uint8 RGB into ``HxW`` uint32 0xRRGGBB, one comparable value per colour.
 
     Built as B, G, R, 0 bytes viewed as little-endian uint32: three byte copies, about 3x faster
@@ -171,7 +171,7 @@ def _sample_colours(rgb: np.ndarray) -> int | None:
     else:
         rows, cols = np.divmod(index, w)
         picked = rgb[rows, cols]
-    return _distinct(_rgb_keys(picked[None]).ravel())
+    return _distinct(rgb_keys(picked[None]).ravel())
 
 
 def _tpixels(keys: np.ndarray, pf: PixelFormat, tpixel24: bool) -> bytes:
@@ -322,12 +322,35 @@ def _fill_rect(rgb: np.ndarray, pf: PixelFormat, tpixel24: bool) -> bytes:
     return bytes((FILL,)) + (pixel.tobytes() if tpixel24 else pf.encode_bytes(pixel))
 
 
+class TightFill:
+    """A rectangle already known to be one colour (``encodings/solid.py``) as a Tight fill: one
+    pixel read, no colour analysis. No area limit: a fill carries no data (libvncserver and
+    TigerVNC send solid areas whole too); the width limit stays for decoders that check it for
+    every rectangle."""
+
+    encoding: ClassVar[int] = Encoding.TIGHT
+    max_width: ClassVar[int | None] = MAX_WIDTH
+    max_area: ClassVar[int | None] = None
+
+    def encode(self, rgb: np.ndarray, pixel_format: PixelFormat, ctx: EncodeContext) -> bytes:
+        return _fill_rect(rgb, pixel_format, is_tpixel24(pixel_format))
+
+
+class TightPngFill(TightFill):
+    """:class:`TightFill` for TightPNG, whose fill rectangles are Tight's."""
+
+    encoding: ClassVar[int] = Encoding.TIGHT_PNG
+
+
 class TightEncoder:
     """Tight (7): fill, palette, gradient or copy through four zlib streams, or JPEG."""
 
     encoding: ClassVar[int] = Encoding.TIGHT
     max_width: ClassVar[int | None] = MAX_WIDTH
     max_area: ClassVar[int | None] = MAX_AREA
+    #: The session cuts large solid areas out of damaged rects (encodings/solid.py) and sends
+    #: them with this encoder.
+    solid_fill: ClassVar[TightFill] = TightFill()
 
     def encode(self, rgb: np.ndarray, pixel_format: PixelFormat, ctx: EncodeContext) -> bytes:
         pf = pixel_format
@@ -341,7 +364,7 @@ class TightEncoder:
         if sample is not None and sample > limit:
             found = None  # photo-like: skip building the keys of the whole rect
         else:
-            keys = _rgb_keys(rgb, reuse=True) if tpixel24 else pf.to_values(rgb)
+            keys = rgb_keys(rgb, reuse=True) if tpixel24 else pf.to_values(rgb)
             found = _palette(keys, limit, sample)
         if found is not None:
             colours, indices = found
@@ -411,6 +434,7 @@ class TightPngEncoder:
     encoding: ClassVar[int] = Encoding.TIGHT_PNG
     max_width: ClassVar[int | None] = MAX_WIDTH
     max_area: ClassVar[int | None] = MAX_AREA
+    solid_fill: ClassVar[TightFill] = TightPngFill()
 
     def encode(self, rgb: np.ndarray, pixel_format: PixelFormat, ctx: EncodeContext) -> bytes:
         pf = pixel_format
@@ -418,7 +442,7 @@ class TightPngEncoder:
         found = None
         sample = _sample_colours(rgb)
         if sample is None or sample <= 256:
-            found = _palette(_rgb_keys(rgb, reuse=True), 256, sample)
+            found = _palette(rgb_keys(rgb, reuse=True), 256, sample)
         if found is not None and found[1] is None:
             return _fill_rect(rgb, pf, is_tpixel24(pf))
         if found is None and ctx.quality_level is not None and _jpeg_allowed(pf, ctx, w * h):
