@@ -21,7 +21,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import EncodeContext
+from .base import ZLIB_MEM_LEVEL, EncodeContext
 
 #: A valid zlib stream header (deflate, 32 KiB window); the level bits are informational only.
 ZLIB_HEADER = b"\x78\x9c"
@@ -47,7 +47,7 @@ class FreshDeflate:
         return b""
 
     def flush(self, mode: int = zlib.Z_SYNC_FLUSH) -> bytes:
-        compressor = zlib.compressobj(self.level, zlib.DEFLATED, -15)
+        compressor = zlib.compressobj(self.level, zlib.DEFLATED, -15, ZLIB_MEM_LEVEL)
         out = compressor.compress(b"".join(self._pending)) + compressor.flush(zlib.Z_SYNC_FLUSH)
         self._pending.clear()
         self.used = True
