@@ -97,6 +97,9 @@ def _block_grid(rgb: np.ndarray, realign: bool) -> _Blocks | None:
     rows, cols = h // BLOCK, w // BLOCK
     if rows == 0 or cols == 0:
         return None
+    colour = _even_corner_colours(rgb, rows, cols)
+    if colour is None:
+        return None
     # A block is one colour when every pixel equals the one above it in the block's first row
     # (one pass, each band's rows seen as runs of bytes: long inner loops) and that first row
     # has each pixel equal to the next. Blocks' 48 bytes of flags are then read as 6 words.
@@ -107,8 +110,6 @@ def _block_grid(rgb: np.ndarray, realign: bool) -> _Blocks | None:
     solid = (same.view(np.uint64).reshape(rows, cols, 6) == _ALL_TRUE).all(axis=2)
     if int(np.count_nonzero(solid)) * BLOCK * BLOCK < MIN_SOLID_AREA:
         return None
-    corner = first.reshape(rows, cols, BLOCK * 3)[:, :, :3].astype(np.int32)
-    colour = (corner[..., 0] << 16) | (corner[..., 1] << 8) | corner[..., 2]
     colour[~solid] = -1  # never equal to a real colour: runs stop at mixed blocks
     right = _runs(colour[:, :-1] == colour[:, 1:])
     down = _runs((colour[:-1, :] == colour[1:, :]).T).T
@@ -117,6 +118,29 @@ def _block_grid(rgb: np.ndarray, realign: bool) -> _Blocks | None:
     if not candidates:
         return None
     return _Blocks(colour.tolist(), right.tolist(), candidates, rgb, h, w, rows, cols, realign)
+
+
+def _even_corner_colours(rgb: np.ndarray, rows: int, cols: int) -> np.ndarray | None:
+    """The top-left colour of each whole block (packed, see :func:`_packed`), or None when too
+    few blocks could be solid for a solid area: a look at two pixels a block that turns
+    photo-like and noisy content away before the full pass over every pixel. A solid area needs
+    ``MIN_SOLID_AREA / 256`` whole blocks side by side, so at least one fewer neighbouring pairs
+    of blocks whose top-left pixel equals their bottom-right one and the neighbour's top-left."""
+    # one gather each (the pixels are a block apart: a cache line each), then small arrays
+    corner = np.ascontiguousarray(rgb[: rows * BLOCK : BLOCK, : cols * BLOCK : BLOCK])
+    opposite = np.ascontiguousarray(rgb[BLOCK - 1 : rows * BLOCK : BLOCK, BLOCK - 1 : cols * BLOCK : BLOCK])
+    colour = _packed(corner)
+    key = np.where(colour == _packed(opposite), colour, -1)
+    pairs = np.count_nonzero((key[:, :-1] == key[:, 1:]) & (key[:, 1:] >= 0))
+    pairs += np.count_nonzero((key[:-1] == key[1:]) & (key[1:] >= 0))
+    return colour if int(pairs) >= MIN_SOLID_AREA // (BLOCK * BLOCK) - 1 else None
+
+
+def _packed(rgb: np.ndarray) -> np.ndarray:
+    """``...x3`` uint8 pixels as int32 0xRRGGBB (NumPy compares these far faster than it reduces
+    a 3-long channel axis)."""
+    wide = rgb.astype(np.int32)
+    return (wide[..., 0] << 16) | (wide[..., 1] << 8) | wide[..., 2]
 
 
 @functools.lru_cache(maxsize=16)
