@@ -370,6 +370,23 @@ def test_hextile_sizes() -> None:
     assert payload[9:] == bytes((1, (2 << 4) | 5, (3 << 4) | 2))
 
 
+@pytest.mark.parametrize("height", [16, 11], ids=["whole", "partial"])
+def test_hextile_half_and_half_tiles_take_the_colour_not_at_the_top_left(height: int) -> None:
+    """A tile split half and half takes as background the colour that is not at its top-left
+    (libvncserver's choice), whichever value is smaller, and keeps carrying it: two such tiles
+    in a row cost one bg and one fg, then one subrect each."""
+    pf = SERVER_DEFAULT
+    for left, right in (((0, 0, 0), (255, 0, 0)), ((255, 0, 0), (0, 0, 0))):
+        frame = solid(32, height, right)
+        frame[:, 0:8] = left
+        frame[:, 16:24] = left
+        payload = HextileEncoder().encode(frame, pf, EncodeContext())
+        bg, fg = pf.encode(solid(1, 1, right)).tobytes(), pf.encode(solid(1, 1, left)).tobytes()
+        subrect = bytes((1, 0, (7 << 4) | (height - 1)))
+        assert payload == bytes((2 | 4 | 8,)) + bg + fg + subrect + bytes((8,)) + subrect
+        np.testing.assert_array_equal(HextileDecoder(pf).decode(payload, 32, height), pf.encode(frame))
+
+
 def test_hextile_subrect_search_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rectangles with too many tiles for the packed sort key are searched in chunks."""
     frame = text_like(200, 131)

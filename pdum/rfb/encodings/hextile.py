@@ -85,9 +85,9 @@ def _subrects(tiles: np.ndarray, bg: np.ndarray) -> tuple[np.ndarray, ...]:
     return t, x0, y, x1 - x0 + 1, heights, colour
 
 
-def _commonest(ordered: np.ndarray, distinct: np.ndarray) -> np.ndarray:
+def _commonest(ordered: np.ndarray, distinct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The most common value of each row of ``ordered`` (sorted rows; ``distinct`` marks where a
-    new value starts), ignoring ``_PAD``. Ties go to the smallest value."""
+    new value starts), ignoring ``_PAD``, and how often it occurs. Ties go to the smallest value."""
     starts = np.flatnonzero(distinct)
     run_len = np.diff(np.append(starts, ordered.size))
     run_value = ordered.reshape(-1)[starts]
@@ -97,7 +97,22 @@ def _commonest(ordered: np.ndarray, distinct: np.ndarray) -> np.ndarray:
     longest = np.maximum.reduceat(run_len, row_first_run)
     commonest = np.flatnonzero(run_len == longest[run_row])
     first_per_row = np.append(True, run_row[commonest][1:] != run_row[commonest][:-1])
-    return run_value[commonest[first_per_row]]
+    return run_value[commonest[first_per_row]], longest
+
+
+def _two_colour_ties(bg: np.ndarray, candidates: np.ndarray, count: np.ndarray, ordered: np.ndarray,
+                     tiles: np.ndarray, n_colours: np.ndarray, area: np.ndarray) -> None:  # fmt: skip
+    """Give two-colour tiles split half and half the background libvncserver gives them: the
+    colour that is not at the tile's top-left. The next tile usually continues the edge that
+    split this one, so a choice made the same way each time keeps background and foreground
+    carried over instead of sent again (measured: 3 bytes a frame fewer on a box moving over a
+    plain background, equal to libvncserver's). ``count``: how often each candidate's
+    background occurs."""
+    two = candidates[(n_colours[candidates] == 2) & (2 * count == area[candidates])]
+    if not len(two):
+        return
+    low = ordered[two, TILE * TILE - area[two]]  # the first real value of the sorted row
+    bg[two] = low + ordered[two, -1] - tiles[two, 0, 0]
 
 
 class HextileEncoder:
@@ -146,7 +161,8 @@ class HextileEncoder:
         fg = np.full(n_tiles, _PAD, dtype=np.int64)  # the colour of a two-colour tile's subrects
         records = np.zeros((0, bpp + 2), dtype=np.uint8)
         if len(candidates):
-            bg[candidates] = _commonest(ordered[candidates], distinct[candidates])
+            bg[candidates], count = _commonest(ordered[candidates], distinct[candidates])
+            _two_colour_ties(bg, candidates, count, ordered, tiles, n_colours, tile_w * tile_h)
             sub_t, xs, ys, ws, hs, sub_colours = _subrects(tiles[candidates], bg[candidates])
             sub_count = np.bincount(candidates[sub_t], minlength=n_tiles)
             fg[candidates[sub_t]] = sub_colours
