@@ -27,10 +27,9 @@ from . import copyrect
 from .auth import is_view_only
 from .congestion import CongestionControl, LossyTiles, QualityController
 from .encodings import ENCODERS, EncodeContext, h264
-from .encodings.base import split_rect
 from .encodings.copyrect import copyrect_rect
 from .encodings.sharing import STATELESS, EncodeCache, make_shared, sharing_key
-from .encodings.solid import split_solid
+from .encodings.solid import encode_order
 from .events import InputTranslator
 from .framebuffer import MAX_DIMENSION, TILE, Damage, tile_grid_shape, tiles_to_rects
 from .protocol import clipboard as xclip
@@ -87,24 +86,10 @@ class EncodeJob:
     ctx: EncodeContext
     pixel_format: PixelFormat
     share_key: tuple[Any, ...]
-    pieces: list[tuple[int, int, int, int]]
-    #: Tight's fill encoder when large solid areas are to be cut out of ``pieces`` first
-    #: (encodings/solid.py); ``pieces`` are then whole damaged rects, cut to the encoders'
-    #: limits only after that.
-    fill: Any = None
-
-    def batches(self, pixels: np.ndarray) -> list[tuple[Any, list[tuple[int, int, int, int]]]]:
-        """``(encoder, rects)`` to encode: the pieces, or the solid areas as fills and the rest.
-        Done when encoding, which may be in a worker thread: the search reads every pixel."""
-        if self.fill is None:
-            return [(self.encoder, self.pieces)]
-        solids, rest = split_solid(pixels, self.pieces)
-        return [(self.fill, _cut(solids, self.fill)), (self.encoder, _cut(rest, self.encoder))]
-
-
-def _cut(rects: list[tuple[int, int, int, int]], encoder: Any) -> list[tuple[int, int, int, int]]:
-    """``rects`` cut to ``encoder``'s width and area limits."""
-    return [p for r in rects for p in split_rect(*r, encoder.max_width, encoder.max_area)]
+    #: The damaged rects; cut to the encoders' limits (and for Tight, solid areas cut out as
+    #: fills, encodings/solid.py) when encoding, which may be in a worker thread: the search for
+    #: solid areas reads every pixel.
+    rects: list[tuple[int, int, int, int]]
 
 
 @dataclass
@@ -129,7 +114,7 @@ class UpdatePlan:
         parts = [b"", *self.parts]  # the header, with the count, comes last
         streams: set[str] | None = set() if self.update_key is not None else None
         for job in self.jobs:
-            for encoder, pieces in job.batches(self.pixels):
+            for encoder, pieces in encode_order(job.encoder, self.pixels, job.rects):
                 for x, y, w, h in pieces:
                     rgb = self.pixels[y : y + h, x : x + w]
                     produce = partial(encoder.encode, rgb, job.pixel_format, job.ctx)
@@ -1024,7 +1009,7 @@ class Session:
         lossy = h264_job is not None or self._is_lossy(encoder, ctx)
         refresh = self._refresh_tiles(clip_tiles, now) if self.lossy_tiles.next_due() is not None else None
         if h264_job is not None and refresh is not None:  # the H.264 frame repaints them anyway
-            refresh &= ~self._rect_tiles(h264_job.pieces[0])
+            refresh &= ~self._rect_tiles(h264_job.rects[0])
         refresh_rects = tiles_to_rects(refresh, fb.width, fb.height, clip_rect) if refresh is not None else []
         if not rects and not parts and not refresh_rects:
             return None
@@ -1032,7 +1017,7 @@ class Session:
             sent = np.zeros_like(self.damage)
             sent[clip_tiles] = self.damage[clip_tiles]
             if h264_job is not None:  # it repaints its whole rectangle lossily, damaged or not
-                sent |= self._rect_tiles(h264_job.pieces[0])
+                sent |= self._rect_tiles(h264_job.rects[0])
             self.lossy_tiles.mark(sent, lossy, now)
         self.damage[clip_tiles] = False
         if refresh is not None:
@@ -1042,7 +1027,6 @@ class Session:
         if not ctx.shared and encoder.encoding not in STATELESS and self.server.sharing_peers(self):
             make_shared(ctx)
         jobs = [h264_job] if h264_job is not None else []
-        fill = getattr(encoder, "solid_fill", None)  # Tight: solid areas go out as fills
         for job_rects, lossless in (([] if h264_job is not None else rects, False), (refresh_rects, True)):
             if not job_rects:
                 continue
@@ -1051,9 +1035,8 @@ class Session:
                 key = sharing_key(encoder.encoding, job_ctx, self.pixel_format)
             else:
                 job_ctx, key = ctx, self.share_key
-            pieces = job_rects if fill is not None else _cut(job_rects, encoder)
-            jobs.append(EncodeJob(encoder, job_ctx, self.pixel_format, key, pieces, fill))
-        area = sum(w * h for job in jobs for _, _, w, h in job.pieces)
+            jobs.append(EncodeJob(encoder, job_ctx, self.pixel_format, key, job_rects))
+        area = sum(w * h for job in jobs for _, _, w, h in job.rects)
         threaded = area >= THREAD_MIN_PIXELS and self.server.encode_executor is not None
         pixels = fb.pixels
         if threaded:

@@ -1,7 +1,8 @@
 """Encoder throughput: how long each encoder takes for one whole frame, and how big the result is.
 
 Each measurement encodes full frames exactly as a session does for a full update: the frame is
-cut with :func:`split_rect` to the encoder's limits, every piece is encoded with one long-lived
+cut with :func:`encode_order` (Tight's solid areas become fills, the rest is cut to the encoder's
+limits; the cut is timed, as it is part of a session's encode), every piece is encoded with one long-lived
 :class:`EncodeContext` (so zlib streams carry state from frame to frame, as they do for a real
 client), and each piece costs a 12-byte rectangle header on the wire. Rendering the scene is not
 timed. The pixel format is libvncclient's default (32 bpp, depth 24, R,G,B,x bytes), the same one
@@ -25,10 +26,10 @@ import numpy as np
 import simplejpeg
 
 from ..encodings import EncodeContext, Encoder, h264
-from ..encodings.base import split_rect
 from ..encodings.h264 import H264State
 from ..encodings.hextile import HextileEncoder
 from ..encodings.raw import RawEncoder
+from ..encodings.solid import encode_order
 from ..encodings.tight import TightEncoder, TightPngEncoder
 from ..encodings.zlib import ZlibEncoder
 from ..encodings.zrle import ZRLEEncoder
@@ -165,7 +166,6 @@ def measure(
     """
     render = SCENES[scene]
     ctx = make_ctx()
-    pieces = split_rect(0, 0, width, height, encoder.max_width, encoder.max_area)
     times: list[float] = []
     sizes: list[int] = []
     scores: list[float] = []
@@ -177,10 +177,13 @@ def measure(
         frame = render(width, height, t)
         started = time.perf_counter()
         size = 0
+        pieces = []
         payloads = []
-        for x, y, w, h in pieces:
-            payloads.append(encoder.encode(frame[y : y + h, x : x + w], CLIENT_FORMAT, ctx))
-            size += RECT_HEADER + len(payloads[-1])
+        for piece_encoder, batch in encode_order(encoder, frame, [(0, 0, width, height)]):
+            for x, y, w, h in batch:
+                payloads.append(piece_encoder.encode(frame[y : y + h, x : x + w], CLIENT_FORMAT, ctx))
+                pieces.append((x, y, w, h))
+                size += RECT_HEADER + len(payloads[-1])
         elapsed = time.perf_counter() - started
         if decode is not None:  # untimed; every frame, as a decoder needs the whole stream
             shown = np.zeros_like(frame)

@@ -29,9 +29,11 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+
+from .base import split_rect
 
 Rect = tuple[int, int, int, int]
 
@@ -60,6 +62,21 @@ class _Blocks(NamedTuple):
     rows: int  # whole blocks down and across
     cols: int
     realign: bool  # see _split
+
+
+def encode_order(encoder: Any, pixels: np.ndarray, rects: list[Rect]) -> list[tuple[Any, list[Rect]]]:
+    """``(encoder, pieces)`` batches that encode ``rects`` of ``pixels`` as a session does: with
+    an encoder that has a ``solid_fill`` (Tight, TightPNG), its solid areas first as fills, then
+    the rest; every batch cut to its encoder's ``max_width`` / ``max_area``."""
+    fill = getattr(encoder, "solid_fill", None)
+    if fill is None:
+        return [(encoder, _cut(rects, encoder))]
+    solids, rest = split_solid(pixels, rects)
+    return [(fill, _cut(solids, fill)), (encoder, _cut(rest, encoder))]
+
+
+def _cut(rects: list[Rect], encoder: Any) -> list[Rect]:
+    return [p for r in rects for p in split_rect(*r, encoder.max_width, encoder.max_area)]
 
 
 def split_solid(pixels: np.ndarray, rects: list[Rect]) -> tuple[list[Rect], list[Rect]]:
