@@ -359,7 +359,12 @@ class Session:
             return
         was_buffered, was_asked = self.connection.buffered, self._asked
         try:
-            if self._receive_now(data):
+            request = self.connection.update_request(data)
+            if request is not None:  # the usual message, parsed without the general path
+                self.stats.bytes_received += len(data)
+                self._handle(request)
+                self._push_completed += 1
+            elif self._receive_now(data):
                 self._push_completed += 1
         except Exception as exc:  # re-raised by _read_pushed
             self._push_error = exc

@@ -102,3 +102,33 @@ def test_unknown_security_type_37_closes_without_reason() -> None:
     with pytest.raises(ProtocolError):
         c.receive_data(b"\x05")
     assert c.data_to_send() == b"\0\0\0\x01"
+
+
+def _normal() -> ServerConnection:
+    """A connection past ServerInit (RFB 3.8, security None)."""
+    c = ServerConnection()
+    c.receive_data(b"RFB 003.008\n")
+    c.receive_data(b"\x01")
+    c.receive_data(b"\x01")
+    c.send_server_init(10, 10, SERVER_DEFAULT, b"x")
+    c.data_to_send()
+    return c
+
+
+def test_update_request_shortcut_takes_exactly_one_whole_request() -> None:
+    """The shortcut the session uses for the usual message: one whole FramebufferUpdateRequest
+    and nothing pending; anything else is left, unconsumed, to receive_data."""
+    request = struct.pack(">BBHHHH", 3, 1, 2, 3, 40, 50)
+    assert ServerConnection().update_request(request) is None  # still in the handshake
+    c = _normal()
+    assert c.update_request(request) == m.FramebufferUpdateRequest(True, 2, 3, 40, 50)
+    assert c.update_request(struct.pack(">BBHHHH", 3, 0, 0, 0, 1, 1)) == m.FramebufferUpdateRequest(
+        False, 0, 0, 1, 1
+    )
+    assert c.buffered == 0
+    assert c.update_request(request + request) is None  # two messages: the general path
+    assert c.update_request(bytes([4]) + bytes(9)) is None  # ten bytes, but a key event first
+    assert c.receive_data(request[:4]) == []  # a partial message is pending ...
+    assert c.update_request(request) is None  # ... so these bytes belong after it
+    assert c.receive_data(request[4:]) == [m.FramebufferUpdateRequest(True, 2, 3, 40, 50)]
+    assert c.update_request(request) == m.FramebufferUpdateRequest(True, 2, 3, 40, 50)

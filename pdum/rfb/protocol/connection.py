@@ -28,7 +28,15 @@ from typing import Any
 
 from . import rsaaes, security, vencrypt
 from .errors import AuthenticationFailed, ProtocolError, Refused
-from .messages import DEFAULT_LIMITS, ClientMessage, Limits, parse_client_message, server_init
+from .messages import (
+    DEFAULT_LIMITS,
+    ClientMessage,
+    ClientMessageType,
+    FramebufferUpdateRequest,
+    Limits,
+    parse_client_message,
+    server_init,
+)
 from .pixelformat import PixelFormat
 from .rsaaes import RecordOpener, RecordSealer, RsaAesServer, Step
 from .security import Credentials, SecurityType
@@ -40,6 +48,11 @@ _VERSION_RE = re.compile(rb"RFB (\d{3})\.(\d{3})\n")
 #: Judges a client's credentials: returns the principal (any object, ``None`` for anonymous) or
 #: raises :class:`AuthenticationFailed` (its message is sent to RFB 3.8 clients as the reason).
 Verifier = Callable[[Credentials], Any]
+
+
+#: A FramebufferUpdateRequest: type byte, incremental flag, x, y, width, height.
+_REQUEST = struct.Struct(">xBHHHH")
+_REQUEST_SIZE = _REQUEST.size
 
 
 class State(enum.Enum):
@@ -172,6 +185,22 @@ class ServerConnection:
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete message."""
         return len(self._inbuf) + len(self._raw)
+
+    def update_request(self, data: bytes) -> FramebufferUpdateRequest | None:
+        """``data`` as a FramebufferUpdateRequest when it is exactly one and nothing else is
+        pending (no partial message before it, no record layer), else None: every client sends
+        one after every update, so the server takes it without the general path. None means
+        nothing was consumed; hand ``data`` to :meth:`receive_data` then."""
+        if (
+            len(data) != _REQUEST_SIZE
+            or data[0] != ClientMessageType.FRAMEBUFFER_UPDATE_REQUEST
+            or self._inbuf
+            or self._opener is not None
+            or self.state is not State.NORMAL
+        ):
+            return None
+        incremental, x, y, w, h = _REQUEST.unpack(data)
+        return FramebufferUpdateRequest(incremental != 0, x, y, w, h)
 
     def receive_data(self, data: bytes) -> list[Event]:
         if self.state is State.CLOSED:
