@@ -820,7 +820,7 @@ class Session:
             or self._outbox
             or (self.request is None and self.continuous is None)
             or self.stream.pending_bytes()
-            or not self.congestion.can_send()
+            or (Encoding.FENCE in self._encoding_set and not self.congestion.can_send())
         ):
             return False
         try:
@@ -894,10 +894,10 @@ class Session:
         are pseudo-rectangles or CopyRects (not counted as pixel rects)."""
         now = time.monotonic()
         self.stats.rects_sent += struct.unpack_from(">H", update, 2)[0] - extra
-        if self.supports(Encoding.FENCE):
+        if Encoding.FENCE in self._encoding_set:
             payload = self.congestion.sent_update(len(update), now)
             update += m.server_fence(FENCE_REQUEST | FENCE_BLOCK_BEFORE, payload)
-        data = self._wire(update)
+        data = self.connection.wire(update)
         self.stats.bytes_sent += len(data)
         self.stats.updates_sent += 1
         self._refresh_armed = True
@@ -919,7 +919,7 @@ class Session:
 
     def _is_lossy(self, encoder: Any, ctx: EncodeContext) -> bool:
         """Whether ``encoder`` with ``ctx`` may send pixels that are not exact (Tight's JPEG)."""
-        return encoder.encoding in (Encoding.TIGHT, Encoding.TIGHT_PNG) and ctx.quality_level is not None
+        return ctx.quality_level is not None and encoder.encoding in (Encoding.TIGHT, Encoding.TIGHT_PNG)
 
     def _refresh_tiles(self, clip_tiles: tuple[slice, slice], now: float) -> np.ndarray:
         """Lossy tiles due for a lossless refresh, as many as the link takes in one update (all of
