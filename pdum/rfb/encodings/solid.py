@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .base import split_rect
+from .base import scratch, split_rect
 
 Rect = tuple[int, int, int, int]
 
@@ -122,7 +122,8 @@ def _block_grid(rgb: np.ndarray, realign: bool) -> _Blocks | None:
     # has each pixel equal to the next. Blocks' 48 bytes of flags are then read as 6 words.
     bands = rgb[: rows * BLOCK, : cols * BLOCK].reshape(rows, BLOCK, cols * BLOCK * 3)
     first = bands[:, 0, :]
-    same = (bands == first[:, None, :]).all(axis=1)
+    # (the frame-sized comparison goes to a reused buffer: no page faults per frame)
+    same = np.equal(bands, first[:, None, :], out=scratch("solid.same", bands.shape, np.bool_)).all(axis=1)
     same[:, :-3] &= (first[:, 3:] == first[:, :-3]) | _block_ends(cols)
     solid = (same.view(np.uint64).reshape(rows, cols, 6) == _ALL_TRUE).all(axis=2)
     if int(np.count_nonzero(solid)) * BLOCK * BLOCK < MIN_SOLID_AREA:
