@@ -93,6 +93,17 @@ def test_area_threshold_and_exact_edges(size: int) -> None:
         assert solids == []
 
 
+@pytest.mark.parametrize("width,height", [(48, 48), (128, 16), (16, 128), (64, 32), (32, 64)])
+def test_smallest_areas_pass_the_quick_look(width: int, height: int) -> None:
+    """Block-aligned areas of exactly 8 or 9 blocks in every shape (a row, a column, 3x3, 4x2,
+    2x4) inside noise are found: the look at two pixels a block must never turn them away."""
+    frame = noise(256, 192, seed=5)
+    frame[32 : 32 + height, 48 : 48 + width] = (200, 10, 10)
+    solids, others = split_solid(frame, [(0, 0, 256, 192)])
+    check_cover(frame, [(0, 0, 256, 192)], solids, others)
+    assert solids == [(48, 32, width, height)]
+
+
 @pytest.mark.parametrize(
     "frame",
     [noise(320, 240), checkerboard(320, 240, 32, ((1, 2, 3), (4, 5, 6))), text_like(320, 240)],

@@ -141,9 +141,10 @@ def _block_grid(rgb: np.ndarray, realign: bool) -> _Blocks | None:
 def _even_corner_colours(rgb: np.ndarray, rows: int, cols: int) -> np.ndarray | None:
     """The top-left colour of each whole block (packed, see :func:`_packed`), or None when too
     few blocks could be solid for a solid area: a look at two pixels a block that turns
-    photo-like and noisy content away before the full pass over every pixel. A solid area needs
-    ``MIN_SOLID_AREA / 256`` whole blocks side by side, so at least one fewer neighbouring pairs
-    of blocks whose top-left pixel equals their bottom-right one and the neighbour's top-left."""
+    photo-like and noisy content away before the full pass over every pixel. A solid block has
+    its top-left pixel equal to its bottom-right one ("even"), and a solid area needs
+    ``MIN_SOLID_AREA / 256`` whole blocks side by side: so at least one fewer neighbouring pairs
+    of even blocks of one colour, and three of them in a row or a column."""
     # one gather each (the pixels are a block apart: a cache line each), then small arrays
     corner = np.ascontiguousarray(rgb[: rows * BLOCK : BLOCK, : cols * BLOCK : BLOCK])
     opposite = np.ascontiguousarray(rgb[BLOCK - 1 : rows * BLOCK : BLOCK, BLOCK - 1 : cols * BLOCK : BLOCK])
@@ -151,7 +152,13 @@ def _even_corner_colours(rgb: np.ndarray, rows: int, cols: int) -> np.ndarray | 
     key = np.where(colour == _packed(opposite), colour, -1)
     pairs = np.count_nonzero((key[:, :-1] == key[:, 1:]) & (key[:, 1:] >= 0))
     pairs += np.count_nonzero((key[:-1] == key[1:]) & (key[1:] >= 0))
-    return colour if int(pairs) >= MIN_SOLID_AREA // (BLOCK * BLOCK) - 1 else None
+    if int(pairs) < MIN_SOLID_AREA // (BLOCK * BLOCK) - 1:
+        return None
+    # An area of 8+ blocks is 3 or more blocks wide or tall, so some such block starts a run of
+    # three: small checkers (2x2 blocks of a colour at most) stop here too.
+    across = (key[:, :-2] == key[:, 1:-1]) & (key[:, 1:-1] == key[:, 2:]) & (key[:, 2:] >= 0)
+    down = (key[:-2] == key[1:-1]) & (key[1:-1] == key[2:]) & (key[2:] >= 0)
+    return colour if bool(across.any()) or bool(down.any()) else None
 
 
 def _packed(rgb: np.ndarray) -> np.ndarray:
