@@ -12,7 +12,7 @@ import pytest
 import pdum.rfb as rfb
 from pdum.rfb.encodings.solid import MIN_SOLID_AREA, split_solid
 from pdum.rfb.protocol.messages import Encoding
-from pdum.rfb.protocol.pixelformat import SERVER_DEFAULT
+from pdum.rfb.protocol.pixelformat import BGR233, RGB565, SERVER_DEFAULT, PixelFormat
 from pdum.rfb.testing import bouncing_box, checkerboard, noise, seed_scene, solid, text_like
 from tests.support import rfb_connect, run_async
 from tests.unit.test_tight import TightDecoder
@@ -119,18 +119,24 @@ def test_small_rects_are_not_searched() -> None:
     assert split_solid(frame, [(0, 0, 64, 64)]) == ([(0, 0, 64, 64)], [])
 
 
-@pytest.mark.parametrize("width,height", [(320, 240), (640, 400)], ids=["inline", "threaded"])
-def test_tight_session_sends_fills_and_decodes_exactly(width: int, height: int) -> None:
+@pytest.mark.parametrize(
+    "width,height,pf",
+    [(320, 240, SERVER_DEFAULT), (640, 400, SERVER_DEFAULT), (320, 240, RGB565), (320, 240, BGR233)],
+    ids=["inline", "threaded", "rgb565", "bgr233"],
+)
+def test_tight_session_sends_fills_and_decodes_exactly(width: int, height: int, pf: PixelFormat) -> None:
     """Through a real session: seed frames arrive as a few fill rectangles, a bouncing box frame
-    (no large solid area) as ordinary Tight rects, all decoded pixel-exactly; at 640x400 the
-    update is cut and encoded in a worker thread."""
+    (no large solid area) as ordinary Tight rects, all decoded pixel-exactly in the client's
+    pixel format; at 640x400 the update is cut and encoded in a worker thread."""
+    tpixel = 3 if pf is SERVER_DEFAULT else pf.bits_per_pixel // 8
 
     async def main() -> None:
         display = await rfb.serve(width, height, port=0, host="127.0.0.1")
         reader, writer = await rfb_connect(display.vnc_port)
-        decoder = TightDecoder(SERVER_DEFAULT)
-        screen = np.zeros((height, width, 4), np.uint8)
+        decoder = TightDecoder(pf)
+        screen = np.zeros((height, width, pf.bits_per_pixel // 8), np.uint8)
         try:
+            writer.write(struct.pack(">Bxxx", 0) + pf.pack())
             writer.write(struct.pack(">BxHi", 2, 1, Encoding.TIGHT))
             frames = [seed_scene(width, height, t) for t in (3, 4, 40)] + [bouncing_box(width, height, 9)]
             total = 0
@@ -144,17 +150,17 @@ def test_tight_session_sends_fills_and_decodes_exactly(width: int, height: int) 
                 for _ in range(count):
                     x, y, w, h, enc = struct.unpack(">HHHHi", await reader.readexactly(12))
                     assert enc == Encoding.TIGHT
-                    payload = await _read_tight_payload(reader, w, h)
+                    payload = await _read_tight_payload(reader, w, h, tpixel)
                     size += 12 + len(payload)
                     decoded = decoder.decode(payload, w, h)
                     methods.append(decoded.method)
                     screen[y : y + h, x : x + w] = decoded.pixels
-                expected = SERVER_DEFAULT.encode(frame).reshape(height, width, 4)
+                expected = pf.encode(frame).reshape(height, width, -1)
                 np.testing.assert_array_equal(screen, expected)
                 if n < 3:
                     assert set(methods) == {"fill"} and count <= 5, methods
-                    assert size <= 4 + 5 * 16
-                else:
+                    assert size <= 4 + 5 * (13 + tpixel)
+                elif pf.bits_per_pixel > 8:  # (at 8 bpp colours merge: the encoder finds fills itself)
                     assert "fill" not in methods
                 total += count
             (client,) = display.stats["clients"].values()
@@ -166,13 +172,13 @@ def test_tight_session_sends_fills_and_decodes_exactly(width: int, height: int) 
     run_async(main())
 
 
-async def _read_tight_payload(reader: asyncio.StreamReader, w: int, h: int) -> bytes:
-    """One Tight rect's payload off the wire (3-byte TPIXELs), parsed just enough to know its
-    length; the reference decoder checks the rest."""
+async def _read_tight_payload(reader: asyncio.StreamReader, w: int, h: int, tpixel: int) -> bytes:
+    """One Tight rect's payload off the wire (``tpixel`` bytes a TPIXEL), parsed just enough to
+    know its length; the reference decoder checks the rest."""
     data = await reader.readexactly(1)
     kind = data[0] >> 4
     if kind == 0x8:
-        return data + await reader.readexactly(3)
+        return data + await reader.readexactly(tpixel)
 
     async def compact() -> bytes:
         nonlocal data
@@ -188,13 +194,13 @@ async def _read_tight_payload(reader: asyncio.StreamReader, w: int, h: int) -> b
 
     if kind == 0x9:
         return data + await compact()
-    size = w * h * 3
+    size = w * h * tpixel
     if kind & 0x4:
         data += await reader.readexactly(1)
         if data[-1] == 1:
             data += await reader.readexactly(1)
             colours = data[-1] + 1
-            data += await reader.readexactly(colours * 3)
+            data += await reader.readexactly(colours * tpixel)
             size = (w + 7) // 8 * h if colours == 2 else w * h
     if size < 12:
         return data + await reader.readexactly(size)
