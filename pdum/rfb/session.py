@@ -112,6 +112,7 @@ class UpdatePlan:
         if self.ready is not None:
             return self.ready
         parts = [b"", *self.parts]  # the header, with the count, comes last
+        count = len(self.parts)
         streams: set[str] | None = set() if self.update_key is not None else None
         for job in self.jobs:
             for encoder, pieces in encode_order(job.encoder, self.pixels, job.rects):
@@ -122,9 +123,9 @@ class UpdatePlan:
                     parts.append(m.rect_header(x, y, w, h, encoder.encoding))
                     payload, used = cache.payload(self.generation, key, encoder.encoding, job.ctx, produce)
                     parts.append(payload)
+                    count += 1
                     if streams is not None:
                         streams = None if used is None else streams | used
-        count = (len(parts) - 1 - len(self.parts)) // 2 + len(self.parts)
         parts[0] = m.framebuffer_update_header(count)
         update = b"".join(parts)
         if self.update_key is not None and streams is not None:
@@ -897,7 +898,7 @@ class Session:
         if Encoding.FENCE in self._encoding_set:
             payload = self.congestion.sent_update(len(update), now)
             update += m.server_fence(FENCE_REQUEST | FENCE_BLOCK_BEFORE, payload)
-        data = self.connection.wire(update)
+        data = self._wire(update)
         self.stats.bytes_sent += len(data)
         self.stats.updates_sent += 1
         self._refresh_armed = True

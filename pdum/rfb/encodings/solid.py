@@ -57,8 +57,6 @@ class _Blocks(NamedTuple):
     #: Solid blocks that might grow large enough, as ``row * cols + col`` (reading order).
     candidates: list[int]
     rgb: np.ndarray  # the rectangle's pixels
-    height: int
-    width: int
     rows: int  # whole blocks down and across
     cols: int
     realign: bool  # see _split
@@ -135,7 +133,7 @@ def _block_grid(rgb: np.ndarray, realign: bool) -> _Blocks | None:
     candidates = np.flatnonzero(solid & (right * down * (BLOCK * BLOCK) >= MIN_SOLID_AREA)).tolist()
     if not candidates:
         return None
-    return _Blocks(colour.tolist(), right.tolist(), candidates, rgb, h, w, rows, cols, realign)
+    return _Blocks(colour.tolist(), right.tolist(), candidates, rgb, rows, cols, realign)
 
 
 def _even_corner_colours(rgb: np.ndarray, rows: int, cols: int) -> np.ndarray | None:

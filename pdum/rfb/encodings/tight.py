@@ -122,7 +122,7 @@ def _client_dtype(pf: PixelFormat) -> np.dtype[Any]:
     return np.dtype({8: "u1", 16: f"{order}u2", 32: f"{order}u4"}[pf.bits_per_pixel])
 
 
-def rgb_keys(rgb: np.ndarray, reuse: bool = False) -> np.ndarray:
+def _rgb_keys(rgb: np.ndarray, reuse: bool = False) -> np.ndarray:
     """Pack ``HxWx3`` uint8 RGB into ``HxW`` uint32 0xRRGGBB, one comparable value per colour.
 
     Built as B, G, R, 0 bytes viewed as little-endian uint32: three byte copies, about 3x faster
@@ -171,7 +171,7 @@ def _sample_colours(rgb: np.ndarray) -> int | None:
     else:
         rows, cols = np.divmod(index, w)
         picked = rgb[rows, cols]
-    return _distinct(rgb_keys(picked[None]).ravel())
+    return _distinct(_rgb_keys(picked[None]).ravel())
 
 
 def _tpixels(keys: np.ndarray, pf: PixelFormat, tpixel24: bool) -> bytes:
@@ -364,7 +364,7 @@ class TightEncoder:
         if sample is not None and sample > limit:
             found = None  # photo-like: skip building the keys of the whole rect
         else:
-            keys = rgb_keys(rgb, reuse=True) if tpixel24 else pf.to_values(rgb)
+            keys = _rgb_keys(rgb, reuse=True) if tpixel24 else pf.to_values(rgb)
             found = _palette(keys, limit, sample)
         if found is not None:
             colours, indices = found
@@ -442,7 +442,7 @@ class TightPngEncoder:
         found = None
         sample = _sample_colours(rgb)
         if sample is None or sample <= 256:
-            found = _palette(rgb_keys(rgb, reuse=True), 256, sample)
+            found = _palette(_rgb_keys(rgb, reuse=True), 256, sample)
         if found is not None and found[1] is None:
             return _fill_rect(rgb, pf, is_tpixel24(pf))
         if found is None and ctx.quality_level is not None and _jpeg_allowed(pf, ctx, w * h):
