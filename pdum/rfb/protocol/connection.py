@@ -30,11 +30,13 @@ from . import rsaaes, security, vencrypt
 from .errors import AuthenticationFailed, ProtocolError, Refused
 from .messages import (
     DEFAULT_LIMITS,
+    REQUEST_SIZE,
     ClientMessage,
     ClientMessageType,
     FramebufferUpdateRequest,
     Limits,
     parse_client_message,
+    parse_update_request,
     server_init,
 )
 from .pixelformat import PixelFormat
@@ -48,11 +50,6 @@ _VERSION_RE = re.compile(rb"RFB (\d{3})\.(\d{3})\n")
 #: Judges a client's credentials: returns the principal (any object, ``None`` for anonymous) or
 #: raises :class:`AuthenticationFailed` (its message is sent to RFB 3.8 clients as the reason).
 Verifier = Callable[[Credentials], Any]
-
-
-#: A FramebufferUpdateRequest: type byte, incremental flag, x, y, width, height.
-_REQUEST = struct.Struct(">xBHHHH")
-_REQUEST_SIZE = _REQUEST.size
 
 
 class State(enum.Enum):
@@ -192,15 +189,14 @@ class ServerConnection:
         one after every update, so the server takes it without the general path. None means
         nothing was consumed; hand ``data`` to :meth:`receive_data` then."""
         if (
-            len(data) != _REQUEST_SIZE
+            len(data) != REQUEST_SIZE
             or data[0] != ClientMessageType.FRAMEBUFFER_UPDATE_REQUEST
             or self._inbuf
             or self._opener is not None
             or self.state is not State.NORMAL
         ):
             return None
-        incremental, x, y, w, h = _REQUEST.unpack(data)
-        return FramebufferUpdateRequest(incremental != 0, x, y, w, h)
+        return parse_update_request(data)
 
     def receive_data(self, data: bytes) -> list[Event]:
         if self.state is State.CLOSED:

@@ -199,6 +199,8 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+#: Bytes of a FramebufferUpdateRequest (type, incremental, x, y, width, height).
+REQUEST_SIZE = 10
 
 _U16x4 = struct.Struct(">HHHH")
 _S32 = struct.Struct(">i")
@@ -206,6 +208,13 @@ _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
 _SCREEN = struct.Struct(">IHHHHI")
 _QEMU_KEY = struct.Struct(">HII")
+
+
+def parse_update_request(buf: bytes | bytearray | memoryview) -> FramebufferUpdateRequest:
+    """The FramebufferUpdateRequest at the start of ``buf`` (at least :data:`REQUEST_SIZE` bytes,
+    the first one its type)."""
+    x, y, w, h = _U16x4.unpack_from(buf, 2)
+    return FramebufferUpdateRequest(buf[1] != 0, x, y, w, h)
 
 
 def parse_client_message(
@@ -238,10 +247,9 @@ def parse_client_message(
         encodings = struct.unpack_from(f">{count}i", buf, 4)
         return SetEncodings(tuple(encodings)), size
     if kind == ClientMessageType.FRAMEBUFFER_UPDATE_REQUEST:
-        if n < 10:
+        if n < REQUEST_SIZE:
             return None
-        x, y, w, h = _U16x4.unpack_from(buf, 2)
-        return FramebufferUpdateRequest(buf[1] != 0, x, y, w, h), 10
+        return parse_update_request(buf), REQUEST_SIZE
     if kind == ClientMessageType.KEY_EVENT:
         if n < 8:
             return None
