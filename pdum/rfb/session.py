@@ -28,7 +28,7 @@ from .auth import is_view_only
 from .congestion import CongestionControl, LossyTiles, QualityController
 from .encodings import ENCODERS, EncodeContext, h264
 from .encodings.copyrect import copyrect_rect
-from .encodings.sharing import STATELESS, EncodeCache, make_shared, sharing_key
+from .encodings.sharing import STATELESS, EncodeCache, StreamUse, make_shared, merge_uses, sharing_key
 from .encodings.solid import encode_order
 from .events import InputTranslator
 from .framebuffer import MAX_DIMENSION, TILE, Damage, tile_grid_shape, tiles_to_rects
@@ -113,7 +113,7 @@ class UpdatePlan:
             return self.ready
         parts = [b"", *self.parts]  # the header, with the count, comes last
         count = len(self.parts)
-        streams: set[str] | None = set() if self.update_key is not None else None
+        uses: dict[str, StreamUse] | None = {} if self.update_key is not None else None
         for job in self.jobs:
             for encoder, pieces in encode_order(job.encoder, self.pixels, job.rects):
                 for x, y, w, h in pieces:
@@ -124,12 +124,11 @@ class UpdatePlan:
                     payload, used = cache.payload(self.generation, key, encoder.encoding, job.ctx, produce)
                     parts.append(payload)
                     count += 1
-                    if streams is not None:
-                        streams = None if used is None else streams | used
+                    uses = merge_uses(uses, used)
         parts[0] = m.framebuffer_update_header(count)
         update = b"".join(parts)
-        if self.update_key is not None and streams is not None:
-            cache.store_update(self.generation, self.update_key, update, frozenset(streams), count)
+        if self.update_key is not None and uses is not None:
+            cache.store_update(self.generation, self.update_key, update, tuple(uses.values()), count)
         return update
 
 

@@ -16,7 +16,7 @@ import pytest
 
 import pdum.rfb as rfb
 from pdum.rfb.encodings.base import EncodeContext
-from pdum.rfb.encodings.sharing import MAX_UPDATES, EncodeCache, FreshDeflate
+from pdum.rfb.encodings.sharing import MAX_UPDATES, EncodeCache, Lineage, SharedStream, StreamUse
 from pdum.rfb.protocol.messages import Encoding
 from pdum.rfb.testing import bouncing_box, noise
 from tests.support import rfb_connect, run_async
@@ -157,16 +157,24 @@ def test_a_client_out_of_step_gets_its_own_update() -> None:
 
 def test_whole_update_cache_checks_streams_and_bounds() -> None:
     cache = EncodeCache()
-    started, fresh = EncodeContext(), EncodeContext()
-    started.streams["zlib"] = FreshDeflate(6, started=True)
-    fresh.streams["zlib"] = FreshDeflate(6, started=False)
-    cache.store_update(5, ("k",), b"update", frozenset({"zlib"}), 3)
-    assert cache.update(5, ("k",), started) == (b"update", 3) and cache.hits == 3
+    started, fresh, elsewhere = EncodeContext(), EncodeContext(), EncodeContext()
+    lineage = Lineage(zlib.compressobj())
+    started.streams["zlib"] = SharedStream(6, True, lineage)
+    fresh.streams["zlib"] = SharedStream(6, started=False)
+    elsewhere.streams["zlib"] = SharedStream(6, True, Lineage(zlib.compressobj()))
+    uses = (StreamUse("zlib", (lineage, 0), (lineage, 1)),)
+    cache.store_update(5, ("k",), b"update", uses, 3)
+    assert cache.update(4, ("k",), started) is None  # another frame
+    assert not lineage.retired
+    assert cache.update(5, ("k",), elsewhere) is None  # another lineage: it cannot follow
+    assert lineage.retired  # so the next segment starts a lineage everyone can take
     assert cache.update(5, ("k",), fresh) is None  # its inflater has not had the zlib header
     assert cache.update(5, ("k",), EncodeContext()) is None  # private streams
-    assert cache.update(4, ("k",), started) is None  # another frame
-    cache.store_update(6, ("k",), b"newer", frozenset(), 1)
+    assert cache.update(5, ("k",), started) == (b"update", 3) and cache.hits == 3
+    assert started.streams["zlib"].position == (lineage, 1)
+    assert cache.update(5, ("k",), started) is None  # it already took that segment
+    cache.store_update(6, ("k",), b"newer", (), 1)
     assert cache.update(5, ("k",), started) is None and cache.update(6, ("k",), fresh) == (b"newer", 1)
     for i in range(MAX_UPDATES + 4):
-        cache.store_update(6, ("other", i), b"x", frozenset(), 1)
+        cache.store_update(6, ("other", i), b"x", (), 1)
     assert len(cache.updates) == MAX_UPDATES

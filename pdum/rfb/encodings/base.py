@@ -41,7 +41,7 @@ class EncodeContext:
     #: Allow Tight's gradient filter (off by default: older noVNC cannot decode it).
     tight_gradient: bool = False
     streams: dict[str, Any] = field(default_factory=dict)
-    #: Streams are fresh-deflate segments shared with other clients (see encodings/sharing.py).
+    #: Streams are shared with other clients (see encodings/sharing.py).
     shared: bool = False
     #: The client's H.264 encoder and policy (an ``h264.H264State``), never shared.
     h264: Any = None
@@ -49,9 +49,9 @@ class EncodeContext:
     def new_compressor(self, level: int) -> Any:
         """A new zlib stream for this client: private, or shareable once the client shares."""
         if self.shared:
-            from .sharing import FreshDeflate
+            from .sharing import SharedStream
 
-            return FreshDeflate(level, started=False)
+            return SharedStream(level, started=False)
         return zlib.compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS, ZLIB_MEM_LEVEL)
 
 
