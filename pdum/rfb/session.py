@@ -31,7 +31,7 @@ from .encodings.copyrect import copyrect_rect
 from .encodings.sharing import STATELESS, EncodeCache, StreamUse, make_shared, merge_uses, sharing_key
 from .encodings.solid import encode_order
 from .events import InputTranslator
-from .framebuffer import MAX_DIMENSION, TILE, Damage, tile_grid_shape, tiles_to_rects
+from .framebuffer import MAX_DIMENSION, TILE, Damage, any_tile, tile_grid_shape, tiles_to_rects
 from .protocol import clipboard as xclip
 from .protocol import messages as m
 from .protocol.connection import AuthenticationFailed, ClientInit, ServerConnection
@@ -641,7 +641,7 @@ class Session:
             self.resize_pending = True
             self.copies.clear()  # everything is sent again after a resize
         elif damage.tiles.shape == self.damage.shape:
-            if self.damage.any():  # the previous frame was never sent: latest frame wins
+            if any_tile(self.damage):  # the previous frame was never sent: latest frame wins
                 self.stats.frames_skipped += 1
             self.damage |= self._take_copies(damage)
         # No wake-up here: the server calls kick() once every client has the damage.
@@ -939,7 +939,7 @@ class Session:
         """Whether an update could carry anything now. False is the common case of a request
         arriving before the next frame: no wake-up, no planning."""
         pending = self._pseudo or self.resize_pending or self._cursor_pending or self.copies
-        return bool(pending or self.lossy_tiles.any or self._outbox or self.damage.any())
+        return bool(pending or self.lossy_tiles.any or self._outbox or any_tile(self.damage))
 
     def _requested(self) -> tuple[int, int, int, int]:
         """The region the client wants: its pending request's, else its continuous updates'."""

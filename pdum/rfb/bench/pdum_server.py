@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..display import Display, serve
+from ..framebuffer import any_tile
 from ..protocol import messages as m
 from ..session import Session
 
@@ -52,7 +53,7 @@ def _caught_up(display: Display, session: Session) -> bool:
         session.ready
         and session.request is not None
         and session.stats.last_generation_sent == display.generation
-        and not session.damage.any()
+        and not any_tile(session.damage)
     )
 
 
