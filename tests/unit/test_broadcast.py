@@ -18,7 +18,7 @@ import pdum.rfb as rfb
 from pdum.rfb.encodings.base import EncodeContext
 from pdum.rfb.encodings.sharing import MAX_UPDATES, EncodeCache, Lineage, SharedStream, StreamUse
 from pdum.rfb.protocol.messages import Encoding
-from pdum.rfb.testing import bouncing_box, noise
+from pdum.rfb.testing import bouncing_box, noise, text_like
 from tests.support import rfb_connect, run_async
 
 
@@ -178,3 +178,48 @@ def test_whole_update_cache_checks_streams_and_bounds() -> None:
     for i in range(MAX_UPDATES + 4):
         cache.store_update(6, ("other", i), b"x", (), 1)
     assert len(cache.updates) == MAX_UPDATES
+
+
+def test_zlib_clients_out_of_step_converge_with_history() -> None:
+    """Zlib clients in step share one compressor's history. One that skips frames gets its own
+    exact update; the next frame all of them take the same bytes again (without history, once),
+    and then with the history: the text repeats every other frame, and a repeat costs a fraction
+    of what the history-less frame did."""
+    width, height = 64, 32  # 8 KiB a frame at 32 bpp: two frames back is inside zlib's window
+
+    def frame(t: int) -> np.ndarray:
+        return text_like(width, height, seed=t % 2)
+
+    async def step(display: Any, clients: list[RawClient], t: int) -> list[bytes]:
+        await _in_step(display, clients)
+        display.publish(frame(t))
+        updates = [await client.update() for client in clients]
+        for client in clients:
+            assert np.array_equal(client.screen, frame(t))
+        return updates
+
+    async def scenario() -> None:
+        display = await rfb.serve(width, height, port=None, vnc_port=0)
+        clients: list[RawClient] = []
+        try:
+            display.publish(frame(0))
+            await _connect(display, clients, 3, Encoding.ZLIB)
+            for t in range(1, 6):
+                updates = await step(display, clients, t)
+                if t >= 2:  # each client's first shared update opened its stream
+                    assert updates[0] == updates[1] == updates[2], t
+            for t in (6, 7):  # client 1 does not ask
+                await step(display, [clients[0], clients[2]], t)
+            clients[1].request()
+            await clients[1].update()  # it catches up on its own, exactly
+            assert np.array_equal(clients[1].screen, frame(7))
+            sizes = {}
+            for t in range(8, 12):
+                updates = await step(display, clients, t)
+                assert updates[0] == updates[1] == updates[2], t
+                sizes[t] = len(updates[0])
+            assert sizes[10] < sizes[8] * 0.7 and sizes[11] <= sizes[9], sizes
+        finally:
+            await _close(display, clients)
+
+    run_async(scenario(), timeout=60)
