@@ -123,13 +123,13 @@ def _block_grid(rgb: np.ndarray, realign: bool) -> _Blocks | None:
     first = bands[:, 0, :]
     words = bands.view(np.uint64)
     # (the frame-sized comparison goes to a reused buffer: no page faults per frame)
-    rows_same = np.equal(words, words[:, :1, :], out=scratch("solid.same", words.shape, np.bool_)).all(axis=1)
+    same = np.equal(words, words[:, :1, :], out=scratch("solid.same", words.shape, np.bool_)).all(axis=1)
     across = scratch("solid.across", first.shape, np.bool_)
     across[:, -3:] = True
     np.equal(first[:, 3:], first[:, :-3], out=across[:, :-3])
     across[:, :-3] |= _block_ends(cols)
-    solid = rows_same.reshape(rows, cols, 6).all(axis=2)
-    solid &= (across.view(np.uint64).reshape(rows, cols, 6) == _ALL_TRUE).all(axis=2)
+    same &= across.view(np.uint64) == _ALL_TRUE  # per word: its 8 bytes' flags
+    solid = same.reshape(rows, cols, 6).all(axis=2)
     if int(np.count_nonzero(solid)) * BLOCK * BLOCK < MIN_SOLID_AREA:
         return None
     colour[~solid] = -1  # never equal to a real colour: runs stop at mixed blocks
@@ -183,14 +183,13 @@ def _runs(same_as_next: np.ndarray) -> np.ndarray:
     """For each cell, 1 + how many following cells along a row continue its run, given
     ``same_as_next`` (whether cell n and cell n+1 of a row belong to the same run)."""
     rows, gaps = same_as_next.shape
-    # Consecutive Trues counted right-to-left: reverse, cumulative sum, minus the sum at the
-    # last False, reverse back.
-    flipped = same_as_next[:, ::-1].astype(np.int32)
-    total = np.cumsum(flipped, axis=1)
-    at_break = np.maximum.accumulate(np.where(flipped == 0, total, 0), axis=1)
-    runs = np.ones((rows, gaps + 1), dtype=np.int32)
-    runs[:, :gaps] += (total - at_break)[:, ::-1]
-    return runs
+    # A run ends at the first break at or after the cell: mark each break with its index (the
+    # row's end with the last index), take the running minimum from the right, subtract.
+    index = np.arange(gaps + 1, dtype=np.int32)
+    ends = np.full((rows, gaps + 1), gaps, dtype=np.int32)
+    np.copyto(ends[:, :gaps], index[:gaps], where=~same_as_next)
+    first_end = np.minimum.accumulate(ends[:, ::-1], axis=1)[:, ::-1]
+    return first_end - index + 1
 
 
 def _search(blocks: _Blocks, region: Rect, solids: list[Rect], others: list[Rect]) -> None:
