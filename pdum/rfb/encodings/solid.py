@@ -149,20 +149,27 @@ def _even_corner_colours(rgb: np.ndarray, rows: int, cols: int) -> np.ndarray | 
     its top-left pixel equal to its bottom-right one ("even"), and a solid area needs
     ``MIN_SOLID_AREA / 256`` whole blocks side by side: so at least one fewer neighbouring pairs
     of even blocks of one colour, and three of them in a row or a column."""
-    # one gather each (the pixels are a block apart: a cache line each), then small arrays
-    corner = np.ascontiguousarray(rgb[: rows * BLOCK : BLOCK, : cols * BLOCK : BLOCK])
-    opposite = np.ascontiguousarray(rgb[BLOCK - 1 : rows * BLOCK : BLOCK, BLOCK - 1 : cols * BLOCK : BLOCK])
-    colour = _packed(corner)
-    key = np.where(colour == _packed(opposite), colour, -1)
-    pairs = np.count_nonzero((key[:, :-1] == key[:, 1:]) & (key[:, 1:] >= 0))
-    pairs += np.count_nonzero((key[:-1] == key[1:]) & (key[1:] >= 0))
-    if int(pairs) < MIN_SOLID_AREA // (BLOCK * BLOCK) - 1:
+    # _packed gathers the pixels (a block apart) into small arrays. Blocks that are not even
+    # get a key of their own (negative, never a colour), so equal keys mean two even blocks of
+    # one colour without a separate validity test.
+    colour = _packed(rgb[: rows * BLOCK : BLOCK, : cols * BLOCK : BLOCK])
+    even = colour == _packed(rgb[BLOCK - 1 : rows * BLOCK : BLOCK, BLOCK - 1 : cols * BLOCK : BLOCK])
+    key = np.where(even, colour, _own_keys(rows, cols))
+    across = key[:, :-1] == key[:, 1:]
+    down = key[:-1] == key[1:]
+    if np.count_nonzero(across) + np.count_nonzero(down) < MIN_SOLID_AREA // (BLOCK * BLOCK) - 1:
         return None
     # An area of 8+ blocks is 3 or more blocks wide or tall, so some such block starts a run of
     # three: small checkers (2x2 blocks of a colour at most) stop here too.
-    across = (key[:, :-2] == key[:, 1:-1]) & (key[:, 1:-1] == key[:, 2:]) & (key[:, 2:] >= 0)
-    down = (key[:-2] == key[1:-1]) & (key[1:-1] == key[2:]) & (key[2:] >= 0)
-    return colour if bool(across.any()) or bool(down.any()) else None
+    if (across[:, :-1] & across[:, 1:]).any() or (down[:-1] & down[1:]).any():
+        return colour
+    return None
+
+
+@functools.lru_cache(maxsize=16)
+def _own_keys(rows: int, cols: int) -> np.ndarray:
+    """A distinct negative number per block (keys that equal nothing else)."""
+    return -1 - np.arange(rows * cols, dtype=np.int32).reshape(rows, cols)
 
 
 def _packed(rgb: np.ndarray) -> np.ndarray:
