@@ -139,3 +139,22 @@ def test_a_busy_or_retired_lineage_is_not_continued() -> None:
     follower.compress(b"y" * 100)
     follower.flush()
     assert follower.requires is None  # a retired lineage is not continued either
+
+
+def test_a_lineage_whose_compressor_failed_is_released_and_retired() -> None:
+    class Failing:
+        def compress(self, data: bytes) -> bytes:
+            raise zlib.error("boom")
+
+    lineage = Lineage(Failing())
+    stream = SharedStream(6, True, lineage)
+    stream.compress(b"x")
+    try:
+        stream.flush()
+    except zlib.error:
+        pass
+    else:  # pragma: no cover
+        raise AssertionError("the error was swallowed")
+    assert not lineage.busy and lineage.retired
+    stream.compress(b"y" * 10)
+    assert zlib.decompressobj(-15).decompress(stream.flush()) == b"y" * 10  # a new lineage

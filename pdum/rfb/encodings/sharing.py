@@ -107,7 +107,13 @@ class SharedStream:
             serial = 0
         else:
             lineage, serial = requires
-        out = lineage.compressor.compress(data) + lineage.compressor.flush(zlib.Z_SYNC_FLUSH)
+        try:
+            out = lineage.compressor.compress(data) + lineage.compressor.flush(zlib.Z_SYNC_FLUSH)
+        except BaseException:
+            with _CLAIMS:  # its state is unknown now: nobody continues it
+                lineage.retired = True
+                lineage.busy = False
+            raise
         with _CLAIMS:
             lineage.tip = serial + 1
             lineage.busy = False
