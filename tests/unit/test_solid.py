@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import pdum.rfb as rfb
-from pdum.rfb.encodings.solid import MIN_SOLID_AREA, split_solid
+from pdum.rfb.encodings.solid import MAX_STRIPS, MIN_SOLID_AREA, _quick_look, split_solid
 from pdum.rfb.protocol.messages import Encoding
 from pdum.rfb.protocol.pixelformat import BGR233, RGB565, SERVER_DEFAULT, PixelFormat
 from pdum.rfb.testing import bouncing_box, checkerboard, noise, seed_scene, solid, text_like
@@ -76,6 +76,55 @@ def test_seed_scene_is_all_fills() -> None:
         assert sum(w * h for _, _, w, h in others) <= 60 * 90
         whole += not others
     assert whole >= 30  # of 40
+
+
+def panels(width: int, height: int, seed: int) -> np.ndarray:
+    """Up to four bands, each of one colour or of up to three one-colour columns (a box on a
+    background, side panels, margins), of any height and width down to one pixel: at most 12
+    one-colour rects, which the strips cut takes whole."""
+    rng = np.random.default_rng(seed)
+    frame = np.empty((height, width, 3), np.uint8)
+    cuts = sorted({0, height, *rng.integers(1, height, int(rng.integers(0, 4))).tolist()})
+    for top, bottom in zip(cuts, cuts[1:], strict=False):
+        edges = sorted({0, width, *rng.integers(1, width, int(rng.integers(0, 3))).tolist()})
+        for left, right in zip(edges, edges[1:], strict=False):
+            frame[top:bottom, left:right] = rng.integers(0, 256, 3)
+    return frame
+
+
+@pytest.mark.parametrize("seed", range(16))
+@pytest.mark.parametrize("width,height", [(320, 240), (203, 157), (64, 64), (96, 48)])
+def test_panels_are_cut_into_fills_exactly(seed: int, width: int, height: int) -> None:
+    """Frames of bands and columns: an exact cover of one-colour rects, all fills when there are
+    few enough strips; a pixel that breaks a strip leaves a valid cover too (the block search)."""
+    frame = panels(width, height, seed)
+    whole = [(0, 0, width, height)]
+    solids, others = split_solid(frame, whole)
+    check_cover(frame, whole, solids, others)
+    if _quick_look(frame) is not None:  # (else no area is large enough: the rect stays whole)
+        assert not others and len(solids) <= MAX_STRIPS  # all fills, whatever the strips' sizes
+    broken = frame.copy()
+    broken[height // 2, width // 3] ^= 0x55  # one pixel off: its column is no longer one colour
+    solids, others = split_solid(broken, whole)
+    check_cover(broken, whole, solids, others)
+
+
+def test_strips_need_few_pieces_and_uniform_columns() -> None:
+    """The seed scene is five fills by the strips cut; thin stripes (hundreds of pieces) and a
+    checkerboard (columns change colour down a band) are not cut into strips."""
+    frame = seed_scene(320, 240, 7)
+    assert split_solid(frame, [(0, 0, 320, 240)]) == (
+        [(0, 0, 320, 70), (0, 70, 98, 60), (98, 70, 60, 60), (158, 70, 162, 60), (0, 130, 320, 110)],
+        [],
+    )
+    stripes = solid(320, 240, (0, 0, 0))
+    stripes[:, ::2] = (255, 255, 255)
+    solids, others = split_solid(stripes, [(0, 0, 320, 240)])
+    assert len(solids) <= MAX_STRIPS
+    check_cover(stripes, [(0, 0, 320, 240)], solids, others)
+    board = checkerboard(320, 240, 64, ((1, 2, 3), (4, 5, 6)))
+    solids, others = split_solid(board, [(0, 0, 320, 240)])
+    check_cover(board, [(0, 0, 320, 240)], solids, others)
 
 
 @pytest.mark.parametrize("size", [44, 46, 48, 60])

@@ -2,7 +2,13 @@
 
 A Tight rectangle of one colour costs its 12-byte header and one pixel, whatever its size, while
 the same area inside a bigger mixed rectangle costs palette indices and zlib work. So, like
-libvncserver's and TigerVNC's Tight servers, we look for solid areas before encoding:
+libvncserver's and TigerVNC's Tight servers, we look for solid areas before encoding.
+
+A look at two pixels per 16x16 block first turns away rectangles that cannot hold a large solid
+area (photos, noise, small checkers). A rectangle that is only a few one-colour strips (bands of
+one-colour rows, bands of identical rows cut into their one-colour runs: a box on a background,
+panels, margins) is then cut into those strips directly, as fills (:func:`_strips`: a few array
+operations). Otherwise the block search:
 
 1. mark the 16x16 blocks of the rectangle that are one colour (one vectorised pass);
 2. in reading order, take the first solid block from which same-coloured solid blocks grow to
@@ -44,6 +50,9 @@ BLOCK = 16
 MIN_SOLID_AREA = 2048
 #: Rectangles smaller than this are encoded whole (libvncserver's MIN_SPLIT_RECT_SIZE).
 MIN_SPLIT_AREA = 4096
+#: Most one-colour strips a rectangle is cut into without the block search (:func:`_strips`):
+#: each is a 16-byte fill, so a few beat any other encoding, thin stripes would not.
+MAX_STRIPS = 16
 
 #: Eight True bytes read as one word.
 _ALL_TRUE = np.frombuffer(b"\x01" * 8, dtype=np.uint64)[0]
@@ -93,28 +102,78 @@ def _split(pixels: np.ndarray, rect: Rect, realign: bool, solids: list[Rect], ot
     remainder whose corner is off the blocks once more with blocks aligned to it (a 60x60 box
     holds 9 blocks aligned to its corner but as few as 4 of a grid that is not)."""
     x, y, w, h = rect
-    blocks = _block_grid(pixels[y : y + h, x : x + w], realign) if w * h >= MIN_SPLIT_AREA else None
-    if blocks is None:
+    rgb = pixels[y : y + h, x : x + w]
+    colour = _quick_look(rgb) if w * h >= MIN_SPLIT_AREA else None
+    if colour is None:
         others.append(rect)
         return
-    found_solid: list[Rect] = []
+    found_solid = _strips(rgb)
     found_other: list[Rect] = []
-    _search(blocks, (0, 0, w, h), found_solid, found_other)
+    if found_solid is None:
+        blocks = _block_grid(rgb, colour, realign)
+        if blocks is None:
+            others.append(rect)
+            return
+        found_solid = []
+        _search(blocks, (0, 0, w, h), found_solid, found_other)
     solids.extend((x + rx, y + ry, rw, rh) for rx, ry, rw, rh in found_solid)
     others.extend((x + rx, y + ry, rw, rh) for rx, ry, rw, rh in found_other)
 
 
-def _block_grid(rgb: np.ndarray, realign: bool) -> _Blocks | None:
+def _quick_look(rgb: np.ndarray) -> np.ndarray | None:
+    """Each whole block's top-left colour, or None when no solid area can be in ``rgb``."""
+    rows, cols = rgb.shape[0] // BLOCK, rgb.shape[1] // BLOCK
+    return _even_corner_colours(rgb, rows, cols) if rows and cols else None
+
+
+def _strips(rgb: np.ndarray) -> list[Rect] | None:
+    """``rgb`` as at most :data:`MAX_STRIPS` one-colour rectangles when it is that simple, else
+    None: bands of rows that are each one colour, and bands of identical rows cut into their
+    runs of one colour (a box on a background, side panels, margins). About twenty array
+    operations where the block search takes a hundred or more: the demo's every frame."""
+    h, w = rgb.shape[:2]
+    flat = rgb.reshape(h, w * 3)
+    # A row is one colour when its bytes repeat every 3. Compared as 8-byte words where the row
+    # allows: words that repeat every 3 (24 bytes) and a first 24 bytes that repeat every 3.
+    words = flat.view(np.uint64) if (w * 3) % 8 == 0 and w >= 8 else None
+    lines = flat if words is None else words
+    if words is not None:
+        uniform = (words[:, 3:] == words[:, :-3]).all(axis=1) & (flat[:, 3:24] == flat[:, :21]).all(axis=1)
+    else:
+        uniform = (flat[:, 3:] == flat[:, :-3]).all(axis=1)
+    # A band starts where the row's colour changes (mixed rows: -1) or a mixed row differs from
+    # the one above it; so the rows of a mixed band are all alike.
+    key = np.where(uniform, _packed(rgb[:, 0]), -1)
+    starts = key[1:] != key[:-1]
+    if np.count_nonzero(starts) >= MAX_STRIPS:
+        return None  # text and the like: no pass over the mixed rows
+    mixed = np.flatnonzero(key < 0)
+    if len(mixed):  # compare the rows from the first mixed one to the last with the row above
+        lo, hi = int(mixed[0]), int(mixed[-1]) + 1
+        alike = (lines[lo + 1 : hi] == lines[lo : hi - 1]).all(axis=1)
+        starts[lo : hi - 1] |= (key[lo + 1 : hi] < 0) & ~alike
+    bounds = [0, *(np.flatnonzero(starts) + 1).tolist(), h]
+    if len(bounds) - 1 > MAX_STRIPS:
+        return None
+    pieces: list[Rect] = []
+    for top, bottom in itertools.pairwise(bounds):
+        if uniform[top]:
+            pieces.append((0, top, w, bottom - top))
+            continue
+        colour = _packed(rgb[top])
+        edges = [0, *(np.flatnonzero(colour[1:] != colour[:-1]) + 1).tolist(), w]
+        if len(pieces) + len(edges) - 1 > MAX_STRIPS:
+            return None
+        pieces.extend((left, top, right - left, bottom - top) for left, right in itertools.pairwise(edges))
+    return pieces
+
+
+def _block_grid(rgb: np.ndarray, colour: np.ndarray, realign: bool) -> _Blocks | None:
     """Which whole 16x16 blocks of ``rgb`` are one colour, or None when no block could start a
     solid area. Blocks cut short by the rectangle's right or bottom edge count as mixed: the
-    pixel-by-pixel extension reaches into them."""
+    pixel-by-pixel extension reaches into them. ``colour``: :func:`_quick_look`'s."""
     h, w = rgb.shape[:2]
     rows, cols = h // BLOCK, w // BLOCK
-    if rows == 0 or cols == 0:
-        return None
-    colour = _even_corner_colours(rgb, rows, cols)
-    if colour is None:
-        return None
     # A block is one colour when every row equals the block's first row and that first row has
     # each pixel equal to the next. A block's row is 48 bytes, 6 words of 8 bytes: the rows are
     # compared as words (one pass over the frame, an eighth of the comparisons of bytes), the
