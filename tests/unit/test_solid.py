@@ -103,6 +103,8 @@ def test_panels_are_cut_into_fills_exactly(seed: int, width: int, height: int) -
     check_cover(frame, whole, solids, others)
     if _quick_look(frame) is not None:  # (else no area is large enough: the rect stays whole)
         assert not others and len(solids) <= MAX_STRIPS  # all fills, whatever the strips' sizes
+    inner = [(3, 1, width - 5, height - 2)]  # off the frame's rows and words: unaligned views
+    check_cover(frame, inner, *split_solid(frame, inner))
     broken = frame.copy()
     broken[height // 2, width // 3] ^= 0x55  # one pixel off: its column is no longer one colour
     solids, others = split_solid(broken, whole)
