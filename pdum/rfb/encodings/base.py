@@ -66,6 +66,38 @@ class Encoder(Protocol):
     def encode(self, rgb: np.ndarray, pixel_format: PixelFormat, ctx: EncodeContext) -> bytes: ...
 
 
+def rgb_keys(rgb: np.ndarray, reuse: bool = False) -> np.ndarray:
+    """Pack ``HxWx3`` uint8 RGB into ``HxW`` uint32 0xRRGGBB, one comparable value per colour.
+
+    Tight uses the keys to count and index colours; the solid-area search (solid.py) to compare
+    colours. Built as B, G, R, 0 bytes viewed as little-endian uint32: three byte copies, about 3x faster
+    than widening each channel and shifting (contiguous input has a faster path). With ``reuse``
+    the result lives in a per-thread scratch buffer (no page faults), valid only until the next
+    ``reuse`` call in this thread.
+    """
+    h, w = rgb.shape[:2]
+    n = h * w
+    if rgb.flags.c_contiguous and n >= 2:
+        # Contiguous pixels (a full-width rect): read each pixel's 3 bytes plus the next byte as
+        # one big-endian uint32 (a stride-3 view, no copy) and drop the extra byte: one
+        # vectorised pass, ~2x faster than the byte copies below. The last pixel has no next byte.
+        out = scratch("rgb.keys", (n,), np.uint32) if reuse else np.empty(n, dtype=np.uint32)
+        windows = np.ndarray((n - 1,), dtype=">u4", buffer=rgb.reshape(-1), strides=(3,))
+        np.right_shift(windows, 8, out=out[: n - 1], casting="unsafe")
+        r, g, b = (int(v) for v in rgb[-1, -1])
+        out[n - 1] = (r << 16) | (g << 8) | b
+        return out.reshape(h, w)
+    if reuse:
+        buf = scratch("rgb.keys", (h, w, 4), np.uint8)
+        buf[..., 3] = 0
+    else:
+        buf = np.zeros((h, w, 4), dtype=np.uint8)
+    buf[..., 0] = rgb[..., 2]
+    buf[..., 1] = rgb[..., 1]
+    buf[..., 2] = rgb[..., 0]
+    return buf.view("<u4").reshape(h, w)
+
+
 def split_rect(
     x: int, y: int, w: int, h: int, max_width: int | None, max_area: int | None
 ) -> list[tuple[int, int, int, int]]:

@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .base import scratch, split_rect
+from .base import rgb_keys, scratch, split_rect
 
 Rect = tuple[int, int, int, int]
 
@@ -232,10 +232,11 @@ def _own_keys(rows: int, cols: int) -> np.ndarray:
 
 
 def _packed(rgb: np.ndarray) -> np.ndarray:
-    """``...x3`` uint8 pixels as int32 0xRRGGBB (NumPy compares these far faster than it reduces
-    a 3-long channel axis)."""
-    wide = rgb.astype(np.int32)
-    return (wide[..., 0] << 16) | (wide[..., 1] << 8) | wide[..., 2]
+    """``HxWx3`` or ``Nx3`` uint8 pixels as int32 0xRRGGBB (:func:`rgb_keys`; signed, so the
+    search can mark blocks with negative keys that equal no colour)."""
+    if rgb.ndim == 2:
+        return rgb_keys(rgb[None]).view(np.int32)[0]
+    return rgb_keys(rgb).view(np.int32)
 
 
 @functools.lru_cache(maxsize=16)
