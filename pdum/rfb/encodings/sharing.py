@@ -156,19 +156,16 @@ def make_shared(ctx: EncodeContext) -> None:
             ctx.streams[key] = SharedStream(ctx.compress_level, True, Lineage(value))
 
 
-def _shared_streams(ctx: EncodeContext) -> dict[str, SharedStream]:
-    found = {}
-    for name, value in ctx.streams.items():
-        candidate = value[1] if isinstance(value, tuple) else value
-        if isinstance(candidate, SharedStream):
-            found[name] = candidate
-    return found
-
-
 def _shared_stream(ctx: EncodeContext, name: str) -> SharedStream | None:
+    """The client's stream ``name`` if it is a shared one (Tight keeps ``(level, stream)``)."""
     value = ctx.streams.get(name)
     candidate = value[1] if isinstance(value, tuple) else value
     return candidate if isinstance(candidate, SharedStream) else None
+
+
+def _shared_streams(ctx: EncodeContext) -> dict[str, SharedStream]:
+    """All of the client's shared streams, by name."""
+    return {name: stream for name in ctx.streams if (stream := _shared_stream(ctx, name)) is not None}
 
 
 def sharing_key(encoding: int, ctx: EncodeContext, pixel_format: Any) -> tuple[Any, ...]:
