@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
-from .display import serve
+from .display import Display, serve
 from .notebook import publish_loop
 from .testing import ANIMATED, PATTERNS, render_pattern
 
@@ -108,14 +108,14 @@ def _load_script(spec: str) -> Callable[[int], Any]:
 
 
 async def _publish_until(
-    display: Any, next_frame: Callable[[], Any], fps: float, stop: asyncio.Event
+    display: Display, next_frame: Callable[[], Any], fps: float, stop: asyncio.Event
 ) -> None:
     """Publish ``next_frame()`` at ``fps`` (notebook.publish_loop's drift-free schedule) until
     ``stop`` is set; an error of ``next_frame`` is raised here.
 
     Between frames the loop sleeps on one timer. Waiting on ``stop`` with a timeout every frame
-    instead (``asyncio.wait_for``) cost a new task and about six callbacks a frame: a quarter of
-    the demo's CPU with one viewer.
+    instead (``asyncio.wait_for``) made a new task and about four more callbacks a frame, and
+    its schedule drifted by each frame's own time.
     """
     publisher = publish_loop(display, next_frame, fps=fps)
     stopper = asyncio.ensure_future(stop.wait())
