@@ -820,7 +820,7 @@ class Session:
             or self._outbox
             or (self.request is None and self.continuous is None)
             or self.stream.pending_bytes()
-            or (Encoding.FENCE in self._encoding_set and not self.congestion.can_send())
+            or (self.supports(Encoding.FENCE) and not self.congestion.can_send())
         ):
             return False
         try:
@@ -845,7 +845,7 @@ class Session:
             self._violation("protocol_error", str(exc))
             self._abandon()
             return True
-        if not self.lossy_tiles.any and Encoding.FENCE not in self._encoding_set:
+        if not self.lossy_tiles.any and not self.supports(Encoding.FENCE):
             return True  # no timer to move: nothing waits for a refresh or a Fence answer
         deadline = self._deadlines()[0]
         if deadline is not None and (self._parked_until is None or deadline < self._parked_until):
@@ -894,7 +894,7 @@ class Session:
         are pseudo-rectangles or CopyRects (not counted as pixel rects)."""
         now = time.monotonic()
         self.stats.rects_sent += struct.unpack_from(">H", update, 2)[0] - extra
-        if Encoding.FENCE in self._encoding_set:
+        if self.supports(Encoding.FENCE):
             payload = self.congestion.sent_update(len(update), now)
             update += m.server_fence(FENCE_REQUEST | FENCE_BLOCK_BEFORE, payload)
         data = self._wire(update)
