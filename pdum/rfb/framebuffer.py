@@ -135,23 +135,37 @@ def changed_tiles(old: np.ndarray, new: np.ndarray) -> np.ndarray:
     Compares whole rows as bytes (as 8-byte words when the row allows), never building a
     per-pixel mask: a tile is 192 bytes (24 words) of each of its rows. About 5x faster than
     :func:`changed_pixels` + :func:`tiles_of`; it runs on every publish.
+
+    The first row of every tile is compared first: when that already finds every tile changed
+    (animation, video, a background that changes shade), the rest of the frame is not read, as a
+    C server's per-tile ``memcmp`` stops at the first difference.
     """
     h, w = old.shape[:2]
     if not (old.flags.c_contiguous and new.flags.c_contiguous):
         return tiles_of(changed_pixels(old, new))
     word = np.uint64 if (w * 3) % 8 == 0 else np.uint8
-    per_tile = TILE * 3 // np.dtype(word).itemsize
-    ne = old.reshape(h, w * 3).view(word) != new.reshape(h, w * 3).view(word)
+    old_lines = old.reshape(h, w * 3).view(word)
+    new_lines = new.reshape(h, w * 3).view(word)
+    row_starts, col_starts = _tile_starts(h, old_lines.shape[1], TILE * 3 // np.dtype(word).itemsize)
+    first = old_lines[::TILE] != new_lines[::TILE]  # (tile rows, words a row)
+    probed = np.logical_or.reduceat(first, col_starts, axis=1)
+    if 0 not in probed.tobytes():  # (all(); see any_tile)
+        return probed
+    ne = old_lines != new_lines
     # OR-reduce each band of 64 rows and each tile's columns; reduceat takes the ragged last
     # band and column group as they are (no padded copy). For byte-wise rows (many columns)
     # the columns go first, so the second reduction works on the small array.
-    row_starts = np.arange(0, h, TILE)
-    col_starts = np.arange(0, ne.shape[1], per_tile)
     if word is np.uint64:
         bands = np.logical_or.reduceat(ne, row_starts, axis=0)
         return np.asarray(np.logical_or.reduceat(bands, col_starts, axis=1))
     cols = np.logical_or.reduceat(ne, col_starts, axis=1)
     return np.asarray(np.logical_or.reduceat(cols, row_starts, axis=0))
+
+
+@functools.lru_cache(maxsize=16)
+def _tile_starts(height: int, row_items: int, tile_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where each band of tile rows starts, and each tile's first item within a row."""
+    return np.arange(0, height, TILE), np.arange(0, row_items, tile_items)
 
 
 def tiles_of(diff: np.ndarray) -> np.ndarray:

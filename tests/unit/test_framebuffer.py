@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from pdum.rfb.framebuffer import (
+    TILE,
     Framebuffer,
     changed_pixels,
     changed_tiles,
@@ -90,3 +91,21 @@ def test_changed_tiles_matches_the_per_pixel_mask() -> None:
         assert np.array_equal(changed_tiles(old, new), tiles_of(changed_pixels(old, new)))
         rgba = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
         assert np.array_equal(changed_tiles(old, rgba[..., :3]), tiles_of(changed_pixels(old, rgba[..., :3])))
+
+
+@pytest.mark.parametrize("width,height", [(320, 240), (203, 157), (64, 64), (130, 1), (8, 200)])
+def test_changed_tiles_when_first_rows_change(width: int, height: int) -> None:
+    """Every tile changed in its first row is decided by those rows alone; a tile whose first
+    row is the same is still compared in full (changed lower down, or not at all)."""
+    rng = np.random.default_rng(width * height)
+    old = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    new = old.copy()
+    new[::TILE] ^= 1  # the first row of every tile
+    assert changed_tiles(old, new).all()
+    last_row, last_col = ((height - 1) // TILE) * TILE, ((width - 1) // TILE) * TILE
+    new[last_row, last_col:] = old[last_row, last_col:]  # the last tile's first row as before
+    expected = tiles_of(changed_pixels(old, new))
+    assert not expected[-1, -1] and np.array_equal(changed_tiles(old, new), expected)
+    if last_row + 1 < height:
+        new[height - 1, width - 1, 2] ^= 0x80  # ... but a change lower down in it
+        assert changed_tiles(old, new).all()

@@ -93,7 +93,7 @@ def panels(width: int, height: int, seed: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("seed", range(16))
-@pytest.mark.parametrize("width,height", [(320, 240), (203, 157), (64, 64), (96, 48)])
+@pytest.mark.parametrize("width,height", [(320, 240), (203, 157), (64, 64), (96, 48), (90, 700), (64, 300)])
 def test_panels_are_cut_into_fills_exactly(seed: int, width: int, height: int) -> None:
     """Frames of bands and columns: an exact cover of one-colour rects, all fills when there are
     few enough strips; a pixel that breaks a strip leaves a valid cover too (the block search)."""

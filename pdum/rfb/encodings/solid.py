@@ -4,11 +4,11 @@ A Tight rectangle of one colour costs its 12-byte header and one pixel, whatever
 the same area inside a bigger mixed rectangle costs palette indices and zlib work. So, like
 libvncserver's and TigerVNC's Tight servers, we look for solid areas before encoding.
 
-A look at two pixels per 16x16 block first turns away rectangles that cannot hold a large solid
-area (photos, noise, small checkers). A rectangle that is only a few one-colour strips (bands of
-one-colour rows, bands of identical rows cut into their one-colour runs: a box on a background,
-panels, margins) is then cut into those strips directly, as fills (:func:`_strips`: a few array
-operations). Otherwise the block search:
+A rectangle that is only a few one-colour strips (bands of identical rows cut into their
+one-colour runs: a box on a background, panels, margins) is cut into those strips directly, as
+fills (:func:`_strips`: one comparison of each row with the row above, then a look at one row a
+band). Otherwise a look at two pixels per 16x16 block turns away rectangles that cannot hold a
+large solid area (photos, noise, small checkers), and the rest go through the block search:
 
 1. mark the 16x16 blocks of the rectangle that are one colour (one vectorised pass);
 2. in reading order, take the first solid block from which same-coloured solid blocks grow to
@@ -53,6 +53,8 @@ MIN_SPLIT_AREA = 4096
 #: Most one-colour strips a rectangle is cut into without the block search (:func:`_strips`):
 #: each is a 16-byte fill, so a few beat any other encoding, thin stripes would not.
 MAX_STRIPS = 16
+#: Tall rects: :func:`_strips` first compares every this many rows with the row above.
+_SAMPLE = 16
 
 #: Eight True bytes read as one word.
 _ALL_TRUE = np.frombuffer(b"\x01" * 8, dtype=np.uint64)[0]
@@ -83,6 +85,9 @@ def encode_order(encoder: Any, pixels: np.ndarray, rects: list[Rect]) -> list[tu
 
 
 def _cut(rects: list[Rect], encoder: Any) -> list[Rect]:
+    max_width, max_area = encoder.max_width or 1 << 30, encoder.max_area or 1 << 60
+    if all(w <= max_width and w * h <= max_area for _, _, w, h in rects):
+        return rects  # the common case: nothing to cut
     return [p for r in rects for p in split_rect(*r, encoder.max_width, encoder.max_area)]
 
 
@@ -102,20 +107,28 @@ def _split(pixels: np.ndarray, rect: Rect, realign: bool, solids: list[Rect], ot
     remainder whose corner is off the blocks once more with blocks aligned to it (a 60x60 box
     holds 9 blocks aligned to its corner but as few as 4 of a grid that is not)."""
     x, y, w, h = rect
+    if w * h < MIN_SPLIT_AREA:
+        others.append(rect)
+        return
     rgb = pixels[y : y + h, x : x + w]
-    colour = _quick_look(rgb) if w * h >= MIN_SPLIT_AREA else None
+    strips = _strips(rgb)
+    if strips is not None and max(rw * rh for _, _, rw, rh in strips) >= MIN_SOLID_AREA:
+        solids.extend((x + rx, y + ry, rw, rh) for rx, ry, rw, rh in strips)
+        return
+    colour = _quick_look(rgb)
     if colour is None:
         others.append(rect)
         return
-    found_solid = _strips(rgb)
+    if strips is not None:  # only smaller strips, but solid blocks side by side: fills all the same
+        solids.extend((x + rx, y + ry, rw, rh) for rx, ry, rw, rh in strips)
+        return
+    blocks = _block_grid(rgb, colour, realign)
+    if blocks is None:
+        others.append(rect)
+        return
+    found_solid: list[Rect] = []
     found_other: list[Rect] = []
-    if found_solid is None:
-        blocks = _block_grid(rgb, colour, realign)
-        if blocks is None:
-            others.append(rect)
-            return
-        found_solid = []
-        _search(blocks, (0, 0, w, h), found_solid, found_other)
+    _search(blocks, (0, 0, w, h), found_solid, found_other)
     solids.extend((x + rx, y + ry, rw, rh) for rx, ry, rw, rh in found_solid)
     others.extend((x + rx, y + ry, rw, rh) for rx, ry, rw, rh in found_other)
 
@@ -128,40 +141,41 @@ def _quick_look(rgb: np.ndarray) -> np.ndarray | None:
 
 def _strips(rgb: np.ndarray) -> list[Rect] | None:
     """``rgb`` as at most :data:`MAX_STRIPS` one-colour rectangles when it is that simple, else
-    None: bands of rows that are each one colour, and bands of identical rows cut into their
-    runs of one colour (a box on a background, side panels, margins). About twenty array
-    operations where the block search takes a hundred or more: the demo's every frame."""
+    None: bands of identical rows, each cut into its runs of one colour (a box on a background,
+    side panels, margins).
+
+    One pass compares every row with the one above (as 8-byte words where the row allows); only
+    the first row of each band is looked at further, as bytes. A handful of array operations
+    where the block search takes a hundred or more: the demo's every frame."""
     h, w = rgb.shape[:2]
     flat = rgb.reshape(h, w * 3)
-    # A row is one colour when its bytes repeat every 3. Compared as 8-byte words where the row
-    # allows: words that repeat every 3 (24 bytes) and a first 24 bytes that repeat every 3.
-    words = flat.view(np.uint64) if (w * 3) % 8 == 0 and w >= 8 else None
-    lines = flat if words is None else words
-    if words is not None:
-        uniform = (words[:, 3:] == words[:, :-3]).all(axis=1) & (flat[:, 3:24] == flat[:, :21]).all(axis=1)
-    else:
-        uniform = (flat[:, 3:] == flat[:, :-3]).all(axis=1)
-    # A band starts where the row's colour changes (mixed rows: -1) or a mixed row differs from
-    # the one above it; so the rows of a mixed band are all alike.
-    key = np.where(uniform, _packed(rgb[:, 0]), -1)
-    starts = key[1:] != key[:-1]
-    if np.count_nonzero(starts) >= MAX_STRIPS:
-        return None  # text and the like: no pass over the mixed rows
-    mixed = np.flatnonzero(key < 0)
-    if len(mixed):  # compare the rows from the first mixed one to the last with the row above
-        lo, hi = int(mixed[0]), int(mixed[-1]) + 1
-        alike = (lines[lo + 1 : hi] == lines[lo : hi - 1]).all(axis=1)
-        starts[lo : hi - 1] |= (key[lo + 1 : hi] < 0) & ~alike
-    bounds = [0, *(np.flatnonzero(starts) + 1).tolist(), h]
-    if len(bounds) - 1 > MAX_STRIPS:
+    lines = flat.view(np.uint64) if (w * 3) % 8 == 0 and w >= 8 else flat
+    per_row = lines.shape[1]
+    # More than MAX_STRIPS - 1 changed rows cannot make few bands; a changed row has at most
+    # per_row differing words, so a count above this bound proves it without finding the rows.
+    most = (MAX_STRIPS - 1) * per_row
+    if (h - 1) // _SAMPLE > MAX_STRIPS:  # tall rects: a look at every 16th row pair first
+        if np.count_nonzero(lines[_SAMPLE:h:_SAMPLE] != lines[_SAMPLE - 1 : h - 1 : _SAMPLE]) > most:
+            return None  # photos, noise: no full pass
+    changed = np.not_equal(lines[1:], lines[:-1], out=scratch("solid.rows", (h - 1, per_row), np.bool_))
+    if np.count_nonzero(changed) > most:
         return None
+    rows = changed.ravel().nonzero()[0] // per_row  # a changed row once per differing word, in order
+    distinct = rows[:1].tolist() + rows[1:][rows[1:] != rows[:-1]].tolist()
+    if len(distinct) >= MAX_STRIPS:
+        return None
+    bounds = [0, *(row + 1 for row in distinct), h]  # pair (r, r + 1) differs: a band starts at r + 1
     pieces: list[Rect] = []
     for top, bottom in itertools.pairwise(bounds):
-        if uniform[top]:
-            pieces.append((0, top, w, bottom - top))
-            continue
-        colour = _packed(rgb[top])
-        edges = [0, *(np.flatnonzero(colour[1:] != colour[:-1]) + 1).tolist(), w]
+        line = flat[top]
+        raw = line.tobytes()
+        if raw[3:] == raw[:-3]:  # one colour: every pixel equals the next
+            edges = [0, w]
+        else:
+            cut = (line[3:] != line[:-3]).nonzero()[0]  # differing bytes: up to 3 an edge
+            if len(cut) > 3 * MAX_STRIPS:
+                return None
+            edges = [0, *sorted({i // 3 + 1 for i in cut.tolist()}), w]
         if len(pieces) + len(edges) - 1 > MAX_STRIPS:
             return None
         pieces.extend((left, top, right - left, bottom - top) for left, right in itertools.pairwise(edges))
