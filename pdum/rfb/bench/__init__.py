@@ -72,7 +72,8 @@ def run(sections: Sequence[str] = SECTIONS, *, quick: bool = False) -> tuple[dic
         if name not in sections:
             continue
         try:
-            runs = peer.run_cases(cases(quick), repeats=1 if quick else 3, progress=_progress)
+            repeats = 1 if quick else 3 if name == "latency" else 5  # CPU ratios: medians of 5
+            runs = peer.run_cases(cases(quick), repeats=repeats, progress=_progress)
         except peer.Skip as exc:
             results[name] = {"skipped": str(exc)}
             parts += [f"### {title}\n", f"skipped: {exc}", ""]

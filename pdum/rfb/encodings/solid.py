@@ -4,11 +4,13 @@ A Tight rectangle of one colour costs its 12-byte header and one pixel, whatever
 the same area inside a bigger mixed rectangle costs palette indices and zlib work. So, like
 libvncserver's and TigerVNC's Tight servers, we look for solid areas before encoding.
 
-A rectangle that is only a few one-colour strips (bands of identical rows cut into their
-one-colour runs: a box on a background, panels, margins) is cut into those strips directly, as
-fills (:func:`_strips`: one comparison of each row with the row above, then a look at one row a
-band). Otherwise a look at two pixels per 16x16 block turns away rectangles that cannot hold a
-large solid area (photos, noise, small checkers), and the rest go through the block search:
+A look at two pixels per 16x16 block turns away rectangles that cannot hold a large solid area
+(photos, noise, small checkers). A rectangle that is only a few one-colour strips (bands of
+identical rows cut into their one-colour runs: a box on a background, panels, margins) is cut
+into those strips directly, as fills (:func:`_strips`: one comparison of each row with the row
+above, then a look at one row a band). A rectangle whose top row is one colour tries the strips
+first, since they cost less than the look; one of them of a solid area's size is then taken
+without the look. The rest go through the block search:
 
 1. mark the 16x16 blocks of the rectangle that are one colour (one vectorised pass);
 2. in reading order, take the first solid block from which same-coloured solid blocks grow to
@@ -111,11 +113,20 @@ def _split(pixels: np.ndarray, rect: Rect, realign: bool, solids: list[Rect], ot
         others.append(rect)
         return
     rgb = pixels[y : y + h, x : x + w]
-    strips = _strips(rgb)
-    if strips is not None and max(rw * rh for _, _, rw, rh in strips) >= MIN_SOLID_AREA:
-        solids.extend((x + rx, y + ry, rw, rh) for rx, ry, rw, rh in strips)
-        return
-    colour = _quick_look(rgb)
+    first = rgb[0].tobytes()
+    if first[3:] == first[:-3]:
+        # One colour along the top (a background, a margin): most likely strips, which cost less
+        # than the look below; any strip of a solid area's size is taken at once.
+        strips = _strips(rgb)
+        if strips is not None and max(rw * rh for _, _, rw, rh in strips) >= MIN_SOLID_AREA:
+            solids.extend((x + rx, y + ry, rw, rh) for rx, ry, rw, rh in strips)
+            return
+        colour = _quick_look(rgb)
+    else:
+        # Mixed from the first row (checkerboards, text, photos): the look turns most of them away
+        # before any pass over every row.
+        colour = _quick_look(rgb)
+        strips = None if colour is None else _strips(rgb)
     if colour is None:
         others.append(rect)
         return
