@@ -62,3 +62,21 @@ def test_frame_counter_stamp_reads_back_as_the_page_reads_it() -> None:
         frame = stamp(SCENES["seed_scene"](320, 240, n), n)
         centre = frame[BLOCK // 2, BLOCK // 2 :: BLOCK][:COUNTER_BITS, 1]  # green, as the page reads it
         assert sum(1 << i for i, v in enumerate(centre) if v > 127) == n
+
+
+def test_reports_give_best_runs_and_the_cost_of_many_clients() -> None:
+    """The peer table's best-run ratio comes from the repetitions; the scaling table divides each
+    client count's CPU by the one-client CPU of the same server and case."""
+
+    def run(server: str, clients: int, cpu: float, repeats: list[float]) -> peer.Run:
+        r = peer.Run(server, "seed_scene", 320, 240, "Tight", clients, frames=10, cpu_ms_per_frame=cpu)
+        r.repeats = [{"cpu_ms_per_frame": v, "wall_ms_per_frame": 1.0} for v in repeats]
+        return r
+
+    one = [run("pdum", 1, 0.2, [0.3, 0.2, 0.18]), run("libvncserver", 1, 0.16, [0.16, 0.2, 0.15])]
+    line = report.peer_text(one).splitlines()[2].split(" | ")
+    assert line[5:11] == ["0.200", "0.160", "1.25", "0.180", "0.150", "1.20"]
+    many = [*one, run("pdum", 16, 0.5, [0.5]), run("libvncserver", 16, 1.6, [1.6])]
+    rows = [row.split(" | ") for row in report.scaling_text(many).splitlines()[2:]]
+    assert [row[2] for row in rows] == ["1", "16"]
+    assert rows[1][6:8] == ["2.50", "10.00"]
