@@ -80,3 +80,38 @@ def test_reports_give_best_runs_and_the_cost_of_many_clients() -> None:
     rows = [row.split(" | ") for row in report.scaling_text(many).splitlines()[2:]]
     assert [row[2] for row in rows] == ["1", "16"]
     assert rows[1][6:8] == ["2.50", "10.00"]
+
+
+def test_floor_server_serves_every_client_every_frame() -> None:
+    """The asyncio floor answers lock-step clients frame after frame and reports its CPU."""
+    import socket
+    import subprocess
+    import sys
+
+    port = peer.free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pdum.rfb.bench.floor_server", str(port), "2", "5", "83", "30"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert server.stdout is not None
+    try:
+        assert server.stdout.readline().startswith("READY")
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+        for c in clients:
+            c.sendall(bytes(10))
+        for _ in range(5):
+            for c in clients:
+                got = b""
+                while len(got) < 83:
+                    got += c.recv(83 - len(got))
+                assert got == bytes(83)
+            for c in clients:
+                c.sendall(bytes(10))
+        result = json.loads(server.communicate(timeout=30)[0].strip().splitlines()[-1])
+        assert (result["frames"], result["clients"]) == (5, 2) and result["cpu_s"] >= 0
+        for c in clients:
+            c.close()
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait()

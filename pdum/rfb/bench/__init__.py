@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,8 @@ from typing import Any
 from . import browser, encoders, peer, report
 
 SECTIONS = ("encoders", "peer", "latency", "scaling", "browser")
+#: Bytes of one update in the asyncio floor: what a seed-scene Tight update is (83 on the wire).
+FLOOR_UPDATE_BYTES = 83
 
 
 def _loadavg() -> float | None:
@@ -80,6 +83,8 @@ def run(sections: Sequence[str] = SECTIONS, *, quick: bool = False) -> tuple[dic
             continue
         results[name] = [r.as_dict() for r in runs]
         parts += [f"### {title}\n", render(runs), ""]
+        if name == "scaling":
+            parts += scaling_floor(results, runs, quick)
     if "browser" in sections:
         parts += browser_section(results, quick)
     results["seconds"] = time.perf_counter() - started
@@ -89,6 +94,24 @@ def run(sections: Sequence[str] = SECTIONS, *, quick: bool = False) -> tuple[dic
         f"start, {results['loadavg_end']} at the end: other work on the machine disturbs the numbers)"
     )
     return results, "\n".join(parts)
+
+
+def scaling_floor(results: dict[str, Any], runs: Sequence[peer.Run], quick: bool) -> list[str]:
+    """The asyncio floor under the scaling table (floor_server.py): what one more client costs
+    an asyncio server that does no VNC work at all; fills ``results["scaling_floor"]``."""
+    with tempfile.TemporaryDirectory(prefix="pdum-rfb-floor-") as tmp:
+        programs = peer.build(Path(tmp))
+        floors = [
+            peer.run_floor(programs, n, 100 if quick else 600, FLOOR_UPDATE_BYTES, repeats=1 if quick else 5)
+            for n in peer.floor_clients(quick)
+        ]
+    results["scaling_floor"] = [f.as_dict() for f in floors]
+    note = (
+        "Floor: an asyncio server with no VNC work (`pdum/rfb/bench/floor_server.py`, lock-step, one "
+        f"{FLOOR_UPDATE_BYTES}-byte write per client and frame, like a seed-scene Tight update) and "
+        "minimal C clients (`benchmarks/peer/floor_client.c`); median of the runs."
+    )
+    return [note, "", report.floor_text(floors, runs), ""]
 
 
 def browser_section(results: dict[str, Any], quick: bool) -> list[str]:

@@ -72,6 +72,7 @@ def peer_sources() -> Path | None:
 class Programs:
     server: Path
     client: Path
+    floor_client: Path  # the scaling section's floor (floor_server.py)
 
 
 def build(workdir: Path) -> Programs:
@@ -82,10 +83,11 @@ def build(workdir: Path) -> Programs:
     gcc = shutil.which("gcc")
     if gcc is None:
         raise Skip("gcc not found")
-    programs = Programs(workdir / "lvs_server", workdir / "lvc_client")
+    programs = Programs(workdir / "lvs_server", workdir / "lvc_client", workdir / "floor_client")
     for exe, source, libs in (
         (programs.server, src / "lvs_server.c", ["-lvncserver"]),
         (programs.client, src / "lvc_client.c", ["-lvncclient", "-lz"]),
+        (programs.floor_client, src / "floor_client.c", []),
     ):
         done = subprocess.run(
             [gcc, "-O2", "-Wall", "-o", str(exe), str(source), *libs], capture_output=True, text=True
@@ -307,6 +309,67 @@ def run_cases(
                             )
             frame_file.unlink()
     return results
+
+
+@dataclass
+class FloorRun:
+    """The asyncio floor (``floor_server.py``) with ``clients`` lock-step clients."""
+
+    clients: int
+    update_bytes: int
+    frames: int = 0
+    cpu_ms_per_frame: float = float("nan")
+    sys_ms_per_frame: float = float("nan")
+    error: str | None = None
+    repeats: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_floor(
+    programs: Programs, clients: int, nframes: int, update_bytes: int, *, repeats: int, timeout: int = 60
+) -> FloorRun:
+    """The floor server and ``clients`` floor clients, ``repeats`` times (median by CPU)."""
+    runs: list[FloorRun] = []
+    for _ in range(repeats):
+        run = FloorRun(clients, update_bytes)
+        port = free_port()
+        args = [str(port), str(clients), str(nframes), str(update_bytes), str(timeout)]
+        server = subprocess.Popen(
+            [sys.executable, "-m", "pdum.rfb.bench.floor_server", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert server.stdout is not None
+        procs: list[subprocess.Popen[Any]] = []
+        try:
+            if not server.stdout.readline().startswith("READY"):
+                raise RuntimeError("floor server did not start")
+            cmd = [str(programs.floor_client), str(port), str(nframes), str(update_bytes), str(timeout + 5)]
+            procs = [subprocess.Popen(cmd) for _ in range(clients)]
+            out, err = server.communicate(timeout=timeout + 10)
+            if server.returncode != 0 or not out.strip():
+                raise RuntimeError(f"floor server exited with {server.returncode}: {err[-300:]}")
+            result = json.loads(out.strip().splitlines()[-1])
+            run.frames = int(result["frames"])
+            run.cpu_ms_per_frame = result["cpu_s"] / run.frames * 1000.0
+            run.sys_ms_per_frame = result["cpu_sys_s"] / run.frames * 1000.0
+        except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+            run.error = str(exc)
+        finally:
+            for proc in [*procs, server]:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+        runs.append(run)
+    good = sorted((r for r in runs if r.error is None), key=lambda r: r.cpu_ms_per_frame)
+    chosen = good[len(good) // 2] if good else runs[0]
+    chosen.repeats = [r.cpu_ms_per_frame for r in runs]
+    return chosen
+
+
+def floor_clients(quick: bool) -> tuple[int, ...]:
+    return (1, 16) if quick else (1, 4, 16)
 
 
 def peer_cases(quick: bool) -> list[Case]:

@@ -209,3 +209,18 @@ def scaling_text(runs: Sequence[Run]) -> str:
                "bytes/frame client 0 pdum", "bytes/frame client 0 lvs",
                "wall ms/frame pdum", "wall ms/frame lvs", "every client got every frame"]  # fmt: skip
     return table(headers, rows)
+
+
+def floor_text(floors: Sequence[Any], pdum_runs: Sequence[Run]) -> str:
+    """The asyncio floor (floor_server.py) per client count, next to pdum.rfb's Tight rows."""
+    ours = {r.clients: r for r in pdum_runs if r.server == "pdum" and r.encoding == "Tight"}
+    one = floors[0].cpu_ms_per_frame if floors and floors[0].clients == 1 else float("nan")
+    rows = []
+    for f in floors:
+        tight = ours.get(f.clients)
+        rows.append([str(f.clients), str(f.update_bytes), fmt(f.cpu_ms_per_frame), fmt(f.sys_ms_per_frame),
+                     ratio(f.cpu_ms_per_frame, one),
+                     fmt(tight.cpu_ms_per_frame) if tight else "", f.error or "ok"])  # fmt: skip
+    headers = ["clients", "bytes an update", "floor CPU ms/frame", "floor kernel ms", "floor x one client",
+               "pdum Tight CPU ms/frame", "status"]  # fmt: skip
+    return table(headers, rows)
