@@ -39,7 +39,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -249,12 +249,25 @@ def run_once(
     return run
 
 
+class _Measured(Protocol):
+    error: str | None
+    cpu_ms_per_frame: float
+
+
+_R = TypeVar("_R", bound=_Measured)
+
+
+def _median_by_cpu(runs: Sequence[_R]) -> _R:
+    """The run with the median CPU per frame among those without an error (else the first)."""
+    good = sorted((r for r in runs if r.error is None), key=lambda r: r.cpu_ms_per_frame)
+    return good[len(good) // 2] if good else runs[0]
+
+
 def _median_run(runs: list[Run]) -> Run:
     """The repetition with the median server CPU, carrying every repetition's key numbers."""
-    good = [r for r in runs if r.error is None]
-    if not good:
-        return runs[0]
-    chosen = sorted(good, key=lambda r: r.cpu_ms_per_frame)[len(good) // 2]
+    chosen = _median_by_cpu(runs)
+    if chosen.error is not None:
+        return chosen
     chosen.repeats = [
         {"cpu_ms_per_frame": r.cpu_ms_per_frame, "wall_ms_per_frame": r.wall_ms_per_frame} for r in runs
     ]
@@ -362,8 +375,7 @@ def run_floor(
                     proc.kill()
                 proc.wait()
         runs.append(run)
-    good = sorted((r for r in runs if r.error is None), key=lambda r: r.cpu_ms_per_frame)
-    chosen = good[len(good) // 2] if good else runs[0]
+    chosen = _median_by_cpu(runs)
     chosen.repeats = [r.cpu_ms_per_frame for r in runs]
     return chosen
 

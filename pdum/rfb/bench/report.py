@@ -23,7 +23,7 @@ import numpy as np
 from .. import __version__
 from .browser import BrowserLatency, DemoCpu
 from .encoders import EncoderResult
-from .peer import Run
+from .peer import FloorRun, Run
 
 
 def machine() -> dict[str, Any]:
@@ -211,7 +211,7 @@ def scaling_text(runs: Sequence[Run]) -> str:
     return table(headers, rows)
 
 
-def floor_text(floors: Sequence[Any], pdum_runs: Sequence[Run]) -> str:
+def floor_text(floors: Sequence[FloorRun], pdum_runs: Sequence[Run]) -> str:
     """The asyncio floor (floor_server.py) per client count, next to pdum.rfb's Tight rows."""
     ours = {r.clients: r for r in pdum_runs if r.server == "pdum" and r.encoding == "Tight"}
     one = floors[0].cpu_ms_per_frame if floors and floors[0].clients == 1 else float("nan")
