@@ -247,4 +247,5 @@ def tiles_outside(damage: Damage, accepted: tuple[Copy, ...]) -> np.ndarray:
         for copy in accepted:
             diff[copy.dst] = False
         tiles = damage.cache[accepted] = tiles_of(diff)
+        tiles.flags.writeable = False  # shared by the clients that took these copies
     return tiles

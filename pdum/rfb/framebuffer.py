@@ -48,6 +48,16 @@ def any_tile(tiles: np.ndarray) -> bool:
     return 1 in tiles.tobytes()
 
 
+@functools.lru_cache(maxsize=8)
+def clean_tiles(shape: tuple[int, int]) -> np.ndarray:
+    """A read-only all-clean tile grid of ``shape``, one object per shape: sessions that hold no
+    damage all point at it, so "clean?" is an identity test and a full clear is an assignment
+    (session.py keeps its damage grid copy-on-write; see ``Session.add_damage``)."""
+    tiles = np.zeros(shape, dtype=bool)
+    tiles.flags.writeable = False
+    return tiles
+
+
 def tile_grid_shape(width: int, height: int) -> tuple[int, int]:
     return (-(-height // TILE), -(-width // TILE))
 

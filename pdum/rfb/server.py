@@ -168,7 +168,9 @@ class Server:
     # -- fan-out ------------------------------------------------------------------------------------
     def broadcast_damage(self, damage: Damage) -> None:
         """Give every client a publish's damage; their updates go out once the caller yields
-        (frames published back to back without yielding make one update: latest frame wins)."""
+        (frames published back to back without yielding make one update: latest frame wins).
+        Its tile grid becomes read-only: clients in step share it (``Session.add_damage``)."""
+        damage.tiles.flags.writeable = False
         for session in self.sessions.values():
             session.add_damage(damage)
         if self.sessions and self._kick_handle is None:

@@ -31,13 +31,13 @@ from .encodings.copyrect import copyrect_rect
 from .encodings.sharing import STATELESS, EncodeCache, StreamUse, make_shared, merge_uses, sharing_key
 from .encodings.solid import encode_order
 from .events import InputTranslator
-from .framebuffer import MAX_DIMENSION, TILE, Damage, any_tile, tile_grid_shape, tiles_to_rects
+from .framebuffer import MAX_DIMENSION, TILE, Damage, any_tile, clean_tiles, tile_grid_shape, tiles_to_rects
 from .protocol import clipboard as xclip
 from .protocol import messages as m
 from .protocol.connection import AuthenticationFailed, ClientInit, ServerConnection
 from .protocol.errors import LimitExceeded, ProtocolError
 from .protocol.messages import Encoding
-from .protocol.pixelformat import SERVER_DEFAULT, PixelFormat
+from .protocol.pixelformat import SERVER_DEFAULT, PixelFormat, shared_format
 from .transports.base import ByteStream
 
 if TYPE_CHECKING:
@@ -169,6 +169,8 @@ class Session:
         self.pixel_format: PixelFormat = SERVER_DEFAULT
         self.encodings: tuple[int, ...] = ()
         self._encoding_set: frozenset[int] = frozenset()
+        #: ``supports(Encoding.FENCE)``, looked up on every update.
+        self._fence = False
         #: The first encoding of the client's list that we have an encoder for (else Raw).
         self._encoder: Any = ENCODERS[Encoding.RAW]
         self.encode_context = EncodeContext(tight_gradient=server.config.tight_gradient)
@@ -179,7 +181,10 @@ class Session:
         # Update scheduling state
         fb = server.framebuffer
         self.client_size = (fb.width, fb.height)
-        self.damage = np.zeros(tile_grid_shape(fb.width, fb.height), dtype=bool)
+        #: Tiles the client does not hold exactly. Copy-on-write: clients in step all point at
+        #: one read-only grid (a publish's damage, or :func:`clean_tiles` once sent), so a publish
+        #: and a full clear cost an assignment each; :meth:`_own_damage` copies before a change.
+        self.damage = clean_tiles(tile_grid_shape(fb.width, fb.height))
         self.resize_pending = False
         #: CopyRects accepted for this client and not sent yet; the next update sends them first.
         #: With ``damage`` they keep the invariant in copyrect.py's docstring.
@@ -362,7 +367,7 @@ class Session:
             request = self.connection.update_request(data)
             if request is not None:  # the usual message, parsed without the general path
                 self.stats.bytes_received += len(data)
-                self._handle(request)
+                self._handlers[m.FramebufferUpdateRequest](self, request)  # (not input: no view-only check)
                 self._push_completed += 1
             elif self._receive_now(data):
                 self._push_completed += 1
@@ -476,7 +481,7 @@ class Session:
 
     def _on_set_pixel_format(self, msg: m.SetPixelFormat) -> None:
         msg.pixel_format.validate()
-        self.pixel_format = msg.pixel_format
+        self.pixel_format = shared_format(msg.pixel_format)
         # Encoder streams stay (the client keeps its inflaters), but palettes etc. are per format.
         if self.supports(Encoding.CURSOR):
             self._cursor_pending = True
@@ -485,6 +490,7 @@ class Session:
         before = self._encoding_set
         self.encodings = msg.encodings
         self._encoding_set = frozenset(msg.encodings)
+        self._fence = Encoding.FENCE in self._encoding_set
         self._encoder = self._choose_encoder()
         added = self._encoding_set - before
         if self.copies and not self.supports(Encoding.COPY_RECT):
@@ -641,9 +647,14 @@ class Session:
             self.resize_pending = True
             self.copies.clear()  # everything is sent again after a resize
         elif damage.tiles.shape == self.damage.shape:
-            if any_tile(self.damage):  # the previous frame was never sent: latest frame wins
-                self.stats.frames_skipped += 1
-            self.damage |= self._take_copies(damage)
+            tiles = self._take_copies(damage)
+            if self.damage is clean_tiles(tiles.shape):
+                # The common case: share the (read-only) grid with every client in step.
+                self.damage = tiles if not tiles.flags.writeable else tiles.copy()
+            else:
+                if any_tile(self.damage):  # the previous frame was never sent: latest frame wins
+                    self.stats.frames_skipped += 1
+                self.damage = self.damage | tiles
         # No wake-up here: the server calls kick() once every client has the damage.
 
     def _take_copies(self, damage: Damage) -> np.ndarray:
@@ -725,7 +736,23 @@ class Session:
         return slice(y0, y1), slice(x0, x1)
 
     def _mark_region(self, x: int, y: int, w: int, h: int) -> None:
-        self.damage[self._tile_range(x, y, w, h)] = True
+        self._own_damage()[self._tile_range(x, y, w, h)] = True
+
+    def _own_damage(self) -> np.ndarray:
+        """``damage``, first copied if it is a shared read-only grid, so it may be changed in place."""
+        if not self.damage.flags.writeable:
+            self.damage = self.damage.copy()
+        return self.damage
+
+    def _clear_damage(self, clip_tiles: tuple[slice, slice]) -> None:
+        """Mark the tiles in ``clip_tiles`` clean (they were just sent); a clip covering the whole
+        grid, the usual request, points ``damage`` at the shared clean grid instead of writing."""
+        rows, cols = clip_tiles
+        shape = self.damage.shape
+        if rows.start == 0 and cols.start == 0 and rows.stop >= shape[0] and cols.stop >= shape[1]:
+            self.damage = clean_tiles(shape)
+        else:
+            self._own_damage()[clip_tiles] = False
 
     # -- outgoing -----------------------------------------------------------------------------------
     async def _writer_loop(self) -> None:
@@ -820,7 +847,7 @@ class Session:
             or self._outbox
             or (self.request is None and self.continuous is None)
             or self.stream.pending_bytes()
-            or (self.supports(Encoding.FENCE) and not self.congestion.can_send())
+            or (self._fence and not self.congestion.can_send())
         ):
             return False
         try:
@@ -845,7 +872,7 @@ class Session:
             self._violation("protocol_error", str(exc))
             self._abandon()
             return True
-        if not self.lossy_tiles.any and not self.supports(Encoding.FENCE):
+        if not self._fence and not self.lossy_tiles.any:
             return True  # no timer to move: nothing waits for a refresh or a Fence answer
         deadline = self._deadlines()[0]
         if deadline is not None and (self._parked_until is None or deadline < self._parked_until):
@@ -892,17 +919,16 @@ class Session:
         client has read it (congestion.py); adapts the JPEG quality to the link after lossy
         updates. Called just before the bytes are written. ``extra``: how many of its rectangles
         are pseudo-rectangles or CopyRects (not counted as pixel rects)."""
-        now = time.monotonic()
         self.stats.rects_sent += struct.unpack_from(">H", update, 2)[0] - extra
-        if self.supports(Encoding.FENCE):
-            payload = self.congestion.sent_update(len(update), now)
+        if self._fence:
+            payload = self.congestion.sent_update(len(update), time.monotonic())
             update += m.server_fence(FENCE_REQUEST | FENCE_BLOCK_BEFORE, payload)
         data = self._wire(update)
         self.stats.bytes_sent += len(data)
         self.stats.updates_sent += 1
         self._refresh_armed = True
         if lossy:
-            self.quality.observe(len(update), self.congestion.bandwidth, now)
+            self.quality.observe(len(update), self.congestion.bandwidth, time.monotonic())
             self.encode_context.quality_level = self.quality.level
         return data
 
@@ -962,7 +988,7 @@ class Session:
         if cached is None:
             return None, key
         update = cached[0]  # (only updates with rectangles are kept)
-        self.damage[clip_tiles] = False
+        self._clear_damage(clip_tiles)
         self.share_key = key[1]
         self.stats.last_generation_sent = fb.generation
         return update, key
@@ -1024,7 +1050,7 @@ class Session:
             if h264_job is not None:  # it repaints its whole rectangle lossily, damaged or not
                 sent |= self._rect_tiles(h264_job.rects[0])
             self.lossy_tiles.mark(sent, lossy, now)
-        self.damage[clip_tiles] = False
+        self._clear_damage(clip_tiles)
         if refresh is not None:
             self.lossy_tiles.mark(refresh, False, now)
         # Encode once for clients with the same settings (encodings/sharing.py).

@@ -155,6 +155,48 @@ def test_a_client_out_of_step_gets_its_own_update() -> None:
     run_async(scenario(), timeout=60)
 
 
+def test_clients_share_one_damage_grid_until_one_asks_for_part_of_the_screen() -> None:
+    """A publish hands every clean client the same read-only damage grid; a client that asks for
+    the left half only clears that half in a copy of its own, so the other client (served after
+    it, from the grid they shared) still gets the whole change and the first one gets the right
+    half on its next request."""
+    width, height = 256, 128
+    before = bouncing_box(width, height, 0)
+    after = before.copy()
+    after[10:30, 10:50] = noise(40, 20, seed=3)  # left half
+    after[90:110, 200:240] = noise(40, 20, seed=4)  # right half
+
+    async def scenario() -> None:
+        display = await rfb.serve(width, height, port=None, vnc_port=0)
+        clients: list[RawClient] = []
+        try:
+            display.publish(before)
+            await _connect(display, clients, 2, Encoding.RAW)
+            half, whole = clients
+            half.writer.write(struct.pack(">BBHHHH", 3, 1, 0, 0, width // 2, height))
+            whole.request()
+            sessions = list(display.server.sessions.values())
+            for _ in range(500):
+                if all(s.request is not None for s in sessions):
+                    break
+                await asyncio.sleep(0.01)
+            display.publish(after)
+            assert sessions[0].damage is sessions[1].damage  # one grid, shared
+            assert not sessions[0].damage.flags.writeable
+            await half.update()
+            await whole.update()
+            assert np.array_equal(whole.screen, after)
+            assert np.array_equal(half.screen[:, : width // 2], after[:, : width // 2])
+            assert not np.array_equal(half.screen, after)  # the right half is still to come
+            half.request()
+            await half.update()
+            assert np.array_equal(half.screen, after)
+        finally:
+            await _close(display, clients)
+
+    run_async(scenario(), timeout=60)
+
+
 def test_whole_update_cache_checks_streams_and_bounds() -> None:
     cache = EncodeCache()
     started, fresh, elsewhere = EncodeContext(), EncodeContext(), EncodeContext()

@@ -32,6 +32,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..protocol.pixelformat import PixelFormat
 from .base import ZLIB_MEM_LEVEL, EncodeContext
 
 #: A valid zlib stream header (deflate, 32 KiB window); the level bits are informational only.
@@ -168,9 +169,9 @@ def _shared_streams(ctx: EncodeContext) -> dict[str, SharedStream]:
     return {name: stream for name in ctx.streams if (stream := _shared_stream(ctx, name)) is not None}
 
 
-def sharing_key(encoding: int, ctx: EncodeContext, pixel_format: Any) -> tuple[Any, ...]:
+def sharing_key(encoding: int, ctx: EncodeContext, pixel_format: PixelFormat) -> tuple[Any, ...]:
     """Clients with equal keys get byte-identical payloads for the same rectangle."""
-    return (encoding, pixel_format, ctx.compress_level, ctx.quality_level, ctx.tight_gradient)
+    return (encoding, pixel_format.wire, ctx.compress_level, ctx.quality_level, ctx.tight_gradient)
 
 
 def merge_uses(

@@ -136,6 +136,8 @@ class ServerConnection:
         #: What ``verify`` returned for this client (``None`` without authentication).
         self.principal: Any = None
         self._inbuf = bytearray()  # plaintext not yet part of a complete message
+        #: The last FramebufferUpdateRequest taken by :meth:`update_request`, and its bytes.
+        self._last_request: tuple[bytes, FramebufferUpdateRequest] | None = None
         self._raw = bytearray()  # received bytes still under the record layer
         self._outbuf = bytearray(SERVER_VERSION)
         self._challenge = b""
@@ -196,7 +198,12 @@ class ServerConnection:
             or self.state is not State.NORMAL
         ):
             return None
-        return parse_update_request(data)
+        last = self._last_request
+        if last is not None and last[0] == data:
+            return last[1]  # clients repeat the same request: the same (immutable) message
+        request = parse_update_request(data)
+        self._last_request = (bytes(data), request)
+        return request
 
     def receive_data(self, data: bytes) -> list[Event]:
         if self.state is State.CLOSED:
