@@ -71,20 +71,27 @@ def run(sections: Sequence[str] = SECTIONS, *, quick: bool = False) -> tuple[dic
         ("latency", peer.latency_cases, report.latency_text, "Publish-to-client latency (1 client)"),
         ("scaling", peer.scaling_cases, report.scaling_text, "Scaling with the number of clients"),
     ]
-    for name, cases, render, title in peer_sections:
-        if name not in sections:
-            continue
+    wanted = [section for section in peer_sections if section[0] in sections]
+    with tempfile.TemporaryDirectory(prefix="pdum-rfb-bench-") as tmp:
+        workdir = Path(tmp)
         try:
-            repeats = 1 if quick else 3 if name == "latency" else 5  # CPU ratios: medians of 5
-            runs = peer.run_cases(cases(quick), repeats=repeats, progress=_progress)
+            programs = peer.build(workdir) if wanted else None  # compiled once for every section
         except peer.Skip as exc:
-            results[name] = {"skipped": str(exc)}
-            parts += [f"### {title}\n", f"skipped: {exc}", ""]
-            continue
-        results[name] = [r.as_dict() for r in runs]
-        parts += [f"### {title}\n", render(runs), ""]
-        if name == "scaling":
-            parts += scaling_floor(results, runs, quick)
+            programs, skipped = None, exc
+        for name, cases, render, title in wanted:
+            try:
+                if programs is None:
+                    raise skipped
+                repeats = 1 if quick else 3 if name == "latency" else 5  # CPU ratios: medians of 5
+                runs = peer.run_cases(programs, workdir, cases(quick), repeats=repeats, progress=_progress)
+            except peer.Skip as exc:
+                results[name] = {"skipped": str(exc)}
+                parts += [f"### {title}\n", f"skipped: {exc}", ""]
+                continue
+            results[name] = [r.as_dict() for r in runs]
+            parts += [f"### {title}\n", render(runs), ""]
+            if name == "scaling":
+                parts += scaling_floor(results, runs, programs, quick)
     if "browser" in sections:
         parts += browser_section(results, quick)
     results["seconds"] = time.perf_counter() - started
@@ -96,15 +103,15 @@ def run(sections: Sequence[str] = SECTIONS, *, quick: bool = False) -> tuple[dic
     return results, "\n".join(parts)
 
 
-def scaling_floor(results: dict[str, Any], runs: Sequence[peer.Run], quick: bool) -> list[str]:
+def scaling_floor(
+    results: dict[str, Any], runs: Sequence[peer.Run], programs: peer.Programs, quick: bool
+) -> list[str]:
     """The asyncio floor under the scaling table (floor_server.py): what one more client costs
     an asyncio server that does no VNC work at all; fills ``results["scaling_floor"]``."""
-    with tempfile.TemporaryDirectory(prefix="pdum-rfb-floor-") as tmp:
-        programs = peer.build(Path(tmp))
-        floors = [
-            peer.run_floor(programs, n, 100 if quick else 600, FLOOR_UPDATE_BYTES, repeats=1 if quick else 5)
-            for n in peer.floor_clients(quick)
-        ]
+    floors = [
+        peer.run_floor(programs, n, 100 if quick else 600, FLOOR_UPDATE_BYTES, repeats=1 if quick else 5)
+        for n in peer.floor_clients(quick)
+    ]
     results["scaling_floor"] = [f.as_dict() for f in floors]
     note = (
         "Floor: an asyncio server with no VNC work (`pdum/rfb/bench/floor_server.py`, lock-step, one "

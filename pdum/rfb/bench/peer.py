@@ -34,7 +34,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -285,42 +284,42 @@ class Case:
 
 
 def run_cases(
+    programs: Programs,
+    workdir: Path,
     cases: Sequence[Case],
     *,
     repeats: int,
     progress: Callable[[str], None] | None = None,
 ) -> list[Run]:
-    """Both servers for every case, encoding and client count, ``repeats`` times each (median)."""
+    """Both servers for every case, encoding and client count, ``repeats`` times each (median);
+    ``programs`` from :func:`build`, frame files written to ``workdir``."""
     results: list[Run] = []
-    with tempfile.TemporaryDirectory(prefix="pdum-rfb-bench-") as tmp:
-        workdir = Path(tmp)
-        programs = build(workdir)
-        for case in cases:
-            frame_file = workdir / "frames.rgb"
-            crcs = write_frames(frame_file, case.scene, case.width, case.height, case.nframes)
-            timeout = 60 + case.nframes * max(case.clients) // 4
-            for encoding in case.encodings:
-                for clients in case.clients:
-                    # The servers take turns, so a slow spell of the machine (other tenants, the
-                    # kernel's housekeeping) hits both sides of a ratio rather than one.
-                    runs: dict[str, list[Run]] = {kind: [] for kind in SERVERS}
-                    for _ in range(repeats):
-                        for kind in SERVERS:
-                            runs[kind].append(
-                                run_once(kind, programs, workdir, frame_file, crcs, case.scene, case.width,
-                                         case.height, encoding, clients, timeout)
-                            )  # fmt: skip
+    for case in cases:
+        frame_file = workdir / "frames.rgb"
+        crcs = write_frames(frame_file, case.scene, case.width, case.height, case.nframes)
+        timeout = 60 + case.nframes * max(case.clients) // 4
+        for encoding in case.encodings:
+            for clients in case.clients:
+                # The servers take turns, so a slow spell of the machine (other tenants, the
+                # kernel's housekeeping) hits both sides of a ratio rather than one.
+                runs: dict[str, list[Run]] = {kind: [] for kind in SERVERS}
+                for _ in range(repeats):
                     for kind in SERVERS:
-                        run = _median_run(runs[kind])
-                        results.append(run)
-                        if progress is not None:
-                            status = run.error or ("ok" if run.verified else "NOT VERIFIED")
-                            progress(
-                                f"{kind:12} {case.scene} {case.width}x{case.height} {encoding:9} "
-                                f"x{clients:<2} cpu {run.cpu_ms_per_frame:7.3f} ms/frame "
-                                f"{run.bytes_per_frame:9.0f} B/frame  {status}"
-                            )
-            frame_file.unlink()
+                        runs[kind].append(
+                            run_once(kind, programs, workdir, frame_file, crcs, case.scene, case.width,
+                                     case.height, encoding, clients, timeout)
+                        )  # fmt: skip
+                for kind in SERVERS:
+                    run = _median_run(runs[kind])
+                    results.append(run)
+                    if progress is not None:
+                        status = run.error or ("ok" if run.verified else "NOT VERIFIED")
+                        progress(
+                            f"{kind:12} {case.scene} {case.width}x{case.height} {encoding:9} "
+                            f"x{clients:<2} cpu {run.cpu_ms_per_frame:7.3f} ms/frame "
+                            f"{run.bytes_per_frame:9.0f} B/frame  {status}"
+                        )
+        frame_file.unlink()
     return results
 
 
