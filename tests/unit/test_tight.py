@@ -526,3 +526,20 @@ def test_gradient_filter_is_off_by_default() -> None:
     assert TightDecoder(SERVER_DEFAULT).decode(
         TightEncoder().encode(rgb, SERVER_DEFAULT, on), 128, 96
     ).method == ("gradient")
+
+
+def test_colour_sample_of_contiguous_and_cut_out_rects() -> None:
+    """The sample is a strided view: for a rect cut from a wider frame and for a contiguous one
+    it sees the rect's few colours (never more), and enough of a noisy rect to rule a palette out."""
+    from pdum.rfb.encodings.tight import _sample_colours
+    from pdum.rfb.testing import bouncing_box, noise
+
+    frame = bouncing_box(320, 240, 11)
+    for rgb in (frame[0:128, 64:128], np.ascontiguousarray(frame[0:128, 64:128]), frame[:, :]):
+        real = len(np.unique(rgb.reshape(-1, 3), axis=0))
+        sampled = _sample_colours(rgb)
+        assert sampled is not None and 1 <= sampled <= real
+    wide = noise(320, 240, seed=5)
+    assert _sample_colours(wide[10:200, 30:300]) > 256  # type: ignore[operator]
+    assert _sample_colours(np.ascontiguousarray(wide)) > 256  # type: ignore[operator]
+    assert _sample_colours(wide[:40, :50]) is None  # too small to sample: the full count decides
