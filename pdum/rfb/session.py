@@ -116,14 +116,21 @@ class UpdatePlan:
         uses: dict[str, StreamUse] | None = {} if self.update_key is not None else None
         for job in self.jobs:
             for encoder, pieces in encode_order(job.encoder, self.pixels, job.rects):
+                # A lone client's private streams: nothing to look up or share (EncodeCache.payload
+                # would only call the encoder), so the rects go straight to it.
+                private = encoder.encoding not in STATELESS and not job.ctx.shared
                 for x, y, w, h in pieces:
                     rgb = self.pixels[y : y + h, x : x + w]
+                    parts.append(m.rect_header(x, y, w, h, encoder.encoding))
+                    count += 1
+                    if private:
+                        parts.append(bytes(encoder.encode(rgb, job.pixel_format, job.ctx)))
+                        uses = None
+                        continue
                     produce = partial(encoder.encode, rgb, job.pixel_format, job.ctx)
                     key = (x, y, w, h, *job.share_key)
-                    parts.append(m.rect_header(x, y, w, h, encoder.encoding))
                     payload, used = cache.payload(self.generation, key, encoder.encoding, job.ctx, produce)
                     parts.append(payload)
-                    count += 1
                     uses = merge_uses(uses, used)
         parts[0] = m.framebuffer_update_header(count)
         update = b"".join(parts)

@@ -181,12 +181,14 @@ def _strips(rgb: np.ndarray) -> list[Rect] | None:
         line = flat[top]
         raw = line.tobytes()
         if raw[3:] == raw[:-3]:  # one colour: every pixel equals the next
-            edges = [0, w]
-        else:
-            cut = (line[3:] != line[:-3]).nonzero()[0]  # differing bytes: up to 3 an edge
-            if len(cut) > 3 * MAX_STRIPS:
+            if len(pieces) >= MAX_STRIPS:
                 return None
-            edges = [0, *sorted({i // 3 + 1 for i in cut.tolist()}), w]
+            pieces.append((0, top, w, bottom - top))
+            continue
+        cut = (line[3:] != line[:-3]).nonzero()[0]  # differing bytes: up to 3 an edge
+        if len(cut) > 3 * MAX_STRIPS:
+            return None
+        edges = [0, *sorted({i // 3 + 1 for i in cut.tolist()}), w]
         if len(pieces) + len(edges) - 1 > MAX_STRIPS:
             return None
         pieces.extend((left, top, right - left, bottom - top) for left, right in itertools.pairwise(edges))
