@@ -538,8 +538,28 @@ def test_colour_sample_of_contiguous_and_cut_out_rects() -> None:
     for rgb in (frame[0:128, 64:128], np.ascontiguousarray(frame[0:128, 64:128]), frame[:, :]):
         real = len(np.unique(rgb.reshape(-1, 3), axis=0))
         sampled = _sample_colours(rgb)
-        assert sampled is not None and 1 <= sampled <= real
+        assert sampled is not None and 1 <= sampled.size <= real
+        assert list(sampled) == sorted(set(sampled.tolist()))  # distinct, ascending
     wide = noise(320, 240, seed=5)
-    assert _sample_colours(wide[10:200, 30:300]) > 256  # type: ignore[operator]
-    assert _sample_colours(np.ascontiguousarray(wide)) > 256  # type: ignore[operator]
+    for rgb in (wide[10:200, 30:300], np.ascontiguousarray(wide)):
+        sampled = _sample_colours(rgb)
+        assert sampled is not None and sampled.size > 256
     assert _sample_colours(wide[:40, :50]) is None  # too small to sample: the full count decides
+
+
+def test_palette_from_a_sample_that_missed_a_colour_is_still_exact() -> None:
+    """A few-colour rect whose sample misses a colour (a one-pixel dot) falls back to the exact
+    count: the palette holds every colour, most frequent first."""
+    from pdum.rfb.encodings.base import rgb_keys
+    from pdum.rfb.encodings.tight import _palette, _sample_colours
+
+    rgb = np.zeros((64, 128, 3), np.uint8)
+    rgb[:, 64:] = (200, 10, 10)
+    rgb[33, 77] = (1, 2, 3)  # off every sampled pixel
+    sample = _sample_colours(rgb)
+    assert sample is not None and sample.size == 2
+    found = _palette(rgb_keys(rgb), 256, sample)
+    assert found is not None and found[1] is not None
+    colours, indices = found
+    assert colours.tolist() == [0x000000, 0xC80A0A, 0x010203]
+    assert int(indices[33, 77]) == 2 and int(indices[0, 0]) == 0 and int(indices[0, 100]) == 1

@@ -123,14 +123,14 @@ def _client_dtype(pf: PixelFormat) -> np.dtype[Any]:
     return np.dtype({8: "u1", 16: f"{order}u2", 32: f"{order}u4"}[pf.bits_per_pixel])
 
 
-def _sample_colours(rgb: np.ndarray) -> int | None:
-    """Distinct colours in an evenly spread sample of ``rgb`` (about :data:`_COLOUR_SAMPLE`
-    pixels), or None for a rect too small to sample. Read from the RGB pixels, so that a rect
-    whose sample already has too many colours (photo-like) never pays for the keys of every
-    pixel. Any subset of the pixels is a valid sample (more colours in it than a palette holds
-    means more in the rect; fewer is checked on every pixel), so it is a strided view: every
-    n-th pixel of a contiguous rect, every n-th row and column of one cut from a wider frame
-    (fancy indexing those cost 3 to 4 times more)."""
+def _sample_colours(rgb: np.ndarray) -> np.ndarray | None:
+    """The distinct colour keys (ascending) of an evenly spread sample of ``rgb`` (about
+    :data:`_COLOUR_SAMPLE` pixels), or None for a rect too small to sample. Read from the RGB
+    pixels, so that a rect whose sample already has too many colours (photo-like) never pays
+    for the keys of every pixel. Any subset of the pixels is a valid sample (more colours in it
+    than a palette holds means more in the rect; fewer is checked on every pixel), so it is a
+    strided view: every n-th pixel of a contiguous rect, every n-th row and column of one cut
+    from a wider frame (fancy indexing those cost 3 to 4 times more)."""
     h, w = rgb.shape[:2]
     if h * w <= 4 * _COLOUR_SAMPLE:
         return None
@@ -149,13 +149,17 @@ def _tpixels(keys: np.ndarray, pf: PixelFormat, tpixel24: bool) -> bytes:
     return keys.astype(_client_dtype(pf)).tobytes()
 
 
-def _distinct(values: np.ndarray) -> int:
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values of ``values``, ascending (``np.unique`` without its wrapper)."""
     ordered = np.sort(values)
-    return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1
+    keep = np.empty(ordered.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
 
 
 def _palette(
-    keys: np.ndarray, limit: int, sample_colours: int | None = None
+    keys: np.ndarray, limit: int, sample_colours: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray | None] | None:
     """``(colours, indices)`` if ``keys`` has at most ``limit`` distinct values, else None.
 
@@ -174,10 +178,10 @@ def _palette(
     if flat.size > 4 * _COLOUR_SAMPLE:
         if sample_colours is None:
             sample_colours = _distinct(flat[:: flat.size // _COLOUR_SAMPLE])
-        if sample_colours > limit:
+        if sample_colours.size > limit:
             return None  # an evenly spread sample already has too many colours: no full sort needed
-        if sample_colours <= _FEW:
-            few = _few_colours(flat, min(limit, _FEW))
+        if sample_colours.size <= _FEW:
+            few = _covering(flat, sample_colours) or _few_colours(flat, min(limit, _FEW))
             if few is not None:
                 colours, counts = few
                 return _ranked(colours, counts, flat, keys.shape, few=True)
@@ -188,6 +192,16 @@ def _palette(
     colours = ordered[starts]
     counts = np.diff(np.append(starts, flat.size))
     return _ranked(colours, counts, flat, keys.shape, few=False)
+
+
+def _covering(flat: np.ndarray, colours: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(colours, counts)`` when the sample's ``colours`` (distinct, ascending) are every colour
+    of ``flat``, else None: one comparison and one count per colour, where peeling them off one
+    by one (:func:`_few_colours`) takes twice as many array operations."""
+    counts = [int(np.count_nonzero(flat == colour)) for colour in colours]
+    if sum(counts) != flat.size:
+        return None  # the sample missed a colour
+    return colours, np.asarray(counts, dtype=np.intp)
 
 
 #: Rects whose sample shows at most this many colours try :func:`_few_colours` before sorting.
@@ -328,7 +342,7 @@ class TightEncoder:
         # per two pixels that stays smaller than copying the pixels.
         limit = 2 if pf.bits_per_pixel == 8 else min(256, max(2, (w * h) // 2))
         sample = _sample_colours(rgb) if tpixel24 else None
-        if sample is not None and sample > limit:
+        if sample is not None and sample.size > limit:
             found = None  # photo-like: skip building the keys of the whole rect
         else:
             keys = rgb_keys(rgb, reuse=True) if tpixel24 else pf.to_values(rgb)
@@ -408,7 +422,7 @@ class TightPngEncoder:
         h, w = rgb.shape[:2]
         found = None
         sample = _sample_colours(rgb)
-        if sample is None or sample <= 256:
+        if sample is None or sample.size <= 256:
             found = _palette(rgb_keys(rgb, reuse=True), 256, sample)
         if found is not None and found[1] is None:
             return _fill_rect(rgb, pf, is_tpixel24(pf))
