@@ -28,7 +28,7 @@ from .auth import is_view_only
 from .congestion import CongestionControl, LossyTiles, QualityController
 from .encodings import ENCODERS, EncodeContext, h264
 from .encodings.copyrect import copyrect_rect
-from .encodings.sharing import STATELESS, EncodeCache, StreamUse, make_shared, merge_uses, sharing_key
+from .encodings.sharing import EncodeCache, StreamUse, make_shared, merge_uses, private_streams, sharing_key
 from .encodings.solid import encode_order
 from .events import InputTranslator
 from .framebuffer import MAX_DIMENSION, TILE, Damage, any_tile, clean_tiles, tile_grid_shape, tiles_to_rects
@@ -37,7 +37,7 @@ from .protocol import messages as m
 from .protocol.connection import AuthenticationFailed, ClientInit, ServerConnection
 from .protocol.errors import LimitExceeded, ProtocolError
 from .protocol.messages import Encoding
-from .protocol.pixelformat import SERVER_DEFAULT, PixelFormat, shared_format
+from .protocol.pixelformat import SERVER_DEFAULT, PixelFormat
 from .transports.base import ByteStream
 
 if TYPE_CHECKING:
@@ -118,14 +118,15 @@ class UpdatePlan:
             for encoder, pieces in encode_order(job.encoder, self.pixels, job.rects):
                 # A lone client's private streams: nothing to look up or share (EncodeCache.payload
                 # would only call the encoder), so the rects go straight to it.
-                private = encoder.encoding not in STATELESS and not job.ctx.shared
+                private = private_streams(encoder.encoding, job.ctx)
+                if private and pieces:
+                    uses = None
                 for x, y, w, h in pieces:
                     rgb = self.pixels[y : y + h, x : x + w]
                     parts.append(m.rect_header(x, y, w, h, encoder.encoding))
                     count += 1
                     if private:
                         parts.append(bytes(encoder.encode(rgb, job.pixel_format, job.ctx)))
-                        uses = None
                         continue
                     produce = partial(encoder.encode, rgb, job.pixel_format, job.ctx)
                     key = (x, y, w, h, *job.share_key)
@@ -176,8 +177,6 @@ class Session:
         self.pixel_format: PixelFormat = SERVER_DEFAULT
         self.encodings: tuple[int, ...] = ()
         self._encoding_set: frozenset[int] = frozenset()
-        #: ``supports(Encoding.FENCE)``, looked up on every update.
-        self._fence = False
         #: The first encoding of the client's list that we have an encoder for (else Raw).
         self._encoder: Any = ENCODERS[Encoding.RAW]
         self.encode_context = EncodeContext(tight_gradient=server.config.tight_gradient)
@@ -488,7 +487,7 @@ class Session:
 
     def _on_set_pixel_format(self, msg: m.SetPixelFormat) -> None:
         msg.pixel_format.validate()
-        self.pixel_format = shared_format(msg.pixel_format)
+        self.pixel_format = msg.pixel_format
         # Encoder streams stay (the client keeps its inflaters), but palettes etc. are per format.
         if self.supports(Encoding.CURSOR):
             self._cursor_pending = True
@@ -497,7 +496,6 @@ class Session:
         before = self._encoding_set
         self.encodings = msg.encodings
         self._encoding_set = frozenset(msg.encodings)
-        self._fence = Encoding.FENCE in self._encoding_set
         self._encoder = self._choose_encoder()
         added = self._encoding_set - before
         if self.copies and not self.supports(Encoding.COPY_RECT):
@@ -854,7 +852,7 @@ class Session:
             or self._outbox
             or (self.request is None and self.continuous is None)
             or self.stream.pending_bytes()
-            or (self._fence and not self.congestion.can_send())
+            or (self.supports(Encoding.FENCE) and not self.congestion.can_send())
         ):
             return False
         try:
@@ -879,7 +877,7 @@ class Session:
             self._violation("protocol_error", str(exc))
             self._abandon()
             return True
-        if not self._fence and not self.lossy_tiles.any:
+        if not self.supports(Encoding.FENCE) and not self.lossy_tiles.any:
             return True  # no timer to move: nothing waits for a refresh or a Fence answer
         deadline = self._deadlines()[0]
         if deadline is not None and (self._parked_until is None or deadline < self._parked_until):
@@ -927,7 +925,7 @@ class Session:
         updates. Called just before the bytes are written. ``extra``: how many of its rectangles
         are pseudo-rectangles or CopyRects (not counted as pixel rects)."""
         self.stats.rects_sent += struct.unpack_from(">H", update, 2)[0] - extra
-        if self._fence:
+        if self.supports(Encoding.FENCE):
             payload = self.congestion.sent_update(len(update), time.monotonic())
             update += m.server_fence(FENCE_REQUEST | FENCE_BLOCK_BEFORE, payload)
         data = self._wire(update)
@@ -1062,7 +1060,7 @@ class Session:
             self.lossy_tiles.mark(refresh, False, now)
         # Encode once for clients with the same settings (encodings/sharing.py).
         self.share_key = sharing_key(encoder.encoding, ctx, self.pixel_format)
-        if not ctx.shared and encoder.encoding not in STATELESS and self.server.sharing_peers(self):
+        if private_streams(encoder.encoding, ctx) and self.server.sharing_peers(self):
             make_shared(ctx)
         jobs = [h264_job] if h264_job is not None else []
         for job_rects, lossless in (([] if h264_job is not None else rects, False), (refresh_rects, True)):
@@ -1122,7 +1120,7 @@ class Session:
             return None
         if ctx.h264 is not None or self.lossy_tiles.any or self._is_lossy(encoder, ctx):
             return None
-        if encoder.encoding not in STATELESS and not ctx.shared:
+        if private_streams(encoder.encoding, ctx):
             return None
         share_key = sharing_key(encoder.encoding, ctx, self.pixel_format)
         return (clip_rect, share_key, self.damage.shape, self.damage.tobytes())

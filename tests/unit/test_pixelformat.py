@@ -67,24 +67,3 @@ def test_odd_maxes_and_shifts_vectorised() -> None:
 def test_refused_formats(pf: PixelFormat, message: str) -> None:
     with pytest.raises(UnsupportedPixelFormat, match=message):
         pf.validate()
-
-
-def test_equal_formats_share_one_object_up_to_a_bound() -> None:
-    """Clients' formats are interned (their update keys then compare by identity), but a client
-    sending format after format cannot grow the table past MAX_SHARED_FORMATS."""
-    from pdum.rfb.protocol import pixelformat as pf
-
-    first = PixelFormat.unpack(RGB565.pack())
-    assert first is not RGB565 and pf.shared_format(first) is pf.shared_format(RGB565)
-    assert pf.shared_format(SERVER_DEFAULT) is SERVER_DEFAULT
-    formats = [PixelFormat(32, 24, False, True, 255, 255, 255, 16, 8, shift) for shift in range(24)]
-    formats += [PixelFormat(16, 16, True, True, 31, 63, 31, 11, 5, shift) for shift in range(5)]
-    formats += [PixelFormat(8, 8, True, True, 7, 7, 3, 0, 3, shift) for shift in range(6)]
-    formats += [PixelFormat(32, 24, True, True, m, 255, 255, 16, 8, 0) for m in range(1, 64)]
-    for candidate in formats:
-        copy = PixelFormat.unpack(candidate.pack())
-        assert pf.shared_format(copy) == candidate
-    assert len(pf._SHARED_FORMATS) == pf.MAX_SHARED_FORMATS
-    late = PixelFormat(32, 24, True, True, 127, 127, 127, 16, 8, 0)
-    assert pf.shared_format(late) is late and late not in pf._SHARED_FORMATS
-    assert late.wire == late.pack()

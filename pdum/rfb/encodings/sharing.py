@@ -169,6 +169,12 @@ def _shared_streams(ctx: EncodeContext) -> dict[str, SharedStream]:
     return {name: stream for name in ctx.streams if (stream := _shared_stream(ctx, name)) is not None}
 
 
+def private_streams(encoding: int, ctx: EncodeContext) -> bool:
+    """Whether this client's payloads continue zlib streams of its own (a stream-based encoding
+    before :func:`make_shared`): then nothing it encodes can go to another client."""
+    return encoding not in STATELESS and not ctx.shared
+
+
 def sharing_key(encoding: int, ctx: EncodeContext, pixel_format: PixelFormat) -> tuple[Any, ...]:
     """Clients with equal keys get byte-identical payloads for the same rectangle."""
     return (encoding, pixel_format.wire, ctx.compress_level, ctx.quality_level, ctx.tight_gradient)
@@ -228,8 +234,8 @@ class EncodeCache:
         Sessions call this from the event loop and from encode threads: the lock covers the
         bookkeeping (never ``produce()``), and a payload of an older frame is never stored.
         """
-        if encoding not in STATELESS and not ctx.shared:
-            return bytes(produce()), None  # private streams: nothing to share
+        if private_streams(encoding, ctx):
+            return bytes(produce()), None  # nothing to share
         with self._lock:
             self._roll(generation)
             found = self.entries.get(key) if generation == self.generation else None

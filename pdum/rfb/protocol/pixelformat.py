@@ -45,12 +45,7 @@ class PixelFormat:
     blue_shift: int
 
     def __hash__(self) -> int:
-        # Computed once: a pixel format is part of the keys every client's update looks up.
-        cached: int | None = self.__dict__.get("_hash")
-        if cached is None:
-            cached = hash(self.pack())
-            object.__setattr__(self, "_hash", cached)
-        return cached
+        return hash(self.wire)  # computed once (see wire)
 
     # -- wire ---------------------------------------------------------------------------------------
     @cached_property
@@ -181,19 +176,3 @@ class PixelFormat:
 SERVER_DEFAULT = PixelFormat(32, 24, False, True, 255, 255, 255, 16, 8, 0)
 RGB565 = PixelFormat(16, 16, False, True, 31, 63, 31, 11, 5, 0)
 BGR233 = PixelFormat(8, 8, False, True, 7, 7, 3, 0, 3, 6)
-
-#: Pixel formats clients asked for, one object per distinct format (see :func:`shared_format`).
-_SHARED_FORMATS: dict[PixelFormat, PixelFormat] = {SERVER_DEFAULT: SERVER_DEFAULT}
-#: A bound on :data:`_SHARED_FORMATS`: clients can send any number of distinct formats.
-MAX_SHARED_FORMATS = 64
-
-
-def shared_format(pixel_format: PixelFormat) -> PixelFormat:
-    """One object for equal pixel formats: they are part of every client's update key, and
-    keys of clients in step then compare by identity instead of field by field."""
-    found = _SHARED_FORMATS.get(pixel_format)
-    if found is not None:
-        return found
-    if len(_SHARED_FORMATS) < MAX_SHARED_FORMATS:
-        _SHARED_FORMATS[pixel_format] = pixel_format
-    return pixel_format
