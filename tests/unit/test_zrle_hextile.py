@@ -345,6 +345,38 @@ def test_zrle_picks_small_sub_encodings() -> None:
     assert len(payload) < 64 * 64 * 4 // 10
 
 
+@pytest.mark.parametrize(
+    ("colours", "sample_colours", "expected"),
+    [
+        (127, 127, 128 + 127),  # the most a palette holds: palette RLE (~4.4 KB before zlib)
+        (128, 128, 0),  # one more: raw (12 KB) beats plain RLE (16 KB)
+        (200, 2, 0),  # the colour sample (every 8th pixel) shows 2 colours: still counted exactly
+        (100, 2, 128 + 100),
+    ],
+)
+def test_zrle_palette_limit_with_many_runs(colours: int, sample_colours: int, expected: int) -> None:
+    """A 64x64 tile with a run per pixel: the encoder counts colours from a sample first when a tile
+    has many runs; a tile is only kept from a palette when it truly has more than 127 colours."""
+    rng = np.random.default_rng(colours)
+    palette = rng.permutation(256 * 256)[:colours]
+    flat = np.arange(64 * 64)
+    sampled = flat % 8 == 0  # the pixels the encoder samples (stream order = row by row here)
+    if sample_colours == colours:
+        index = flat % colours
+    else:  # the sampled pixels take the first colours, the others the rest
+        rest = sample_colours + flat % (colours - sample_colours)
+        index = np.where(sampled, flat // 8 % sample_colours, rest)
+    values = palette[index]
+    assert (values[1:] != values[:-1]).all()  # a run per pixel
+    tile = np.stack([values >> 8, values & 0xFF, np.full_like(values, 7)], axis=-1).astype(np.uint8)
+    tile = tile.reshape(64, 64, 3)
+    assert len(np.unique(values)) == colours
+    decoder = ZrleDecoder(SERVER_DEFAULT)
+    decoded = decoder.decode(ZRLEEncoder().encode(tile, SERVER_DEFAULT, EncodeContext()), 64, 64)
+    assert np.array_equal(decoded, SERVER_DEFAULT.encode(tile))
+    assert decoder.subencodings == Counter({expected: 1})
+
+
 def test_hextile_uses_every_tile_kind_and_carries_colours() -> None:
     decoder = HextileDecoder(SERVER_DEFAULT)
     for make in FRAMES.values():

@@ -14,7 +14,11 @@ Why this shape:
   bytes) is vectorised; Python only loops over tiles.
 * Colours are counted by sorting ``tile << 32 | pixel`` keys rather than with ``np.unique``: same
   result (sorted distinct values per tile), but the SIMD sort is an order of magnitude faster on
-  NumPy 2 for frames with many colours.
+  NumPy 2 for frames with many colours. A tile with more runs than a palette holds colours is
+  first counted on a sample of its pixels (``_many_colours``): when the sample alone shows more
+  than 127 colours (photos, noise) the tile goes raw or plain RLE without sorting all its pixels.
+* Palette indices are looked up once per run, not per pixel, and packed-palette tiles of the same
+  width and bit depth are packed as the rows of one array.
 
 CPIXEL: when the client uses 32 bits per pixel, depth <= 24 and every colour bit lives in the three
 least (or, failing that, the three most) significant bytes of the pixel value, a pixel travels as
@@ -139,16 +143,35 @@ def _run_bytes(
     return out, starts
 
 
-def _pack_indices(indices: np.ndarray, w: int, h: int, bits: int) -> bytes:
-    """Pack palette indices ``bits`` wide, leftmost pixel in the most significant bits, each
-    row padded to a whole byte."""
-    per_byte = 8 // bits
-    row_bytes = -(-w // per_byte)
-    grid = np.zeros((h, row_bytes * per_byte), dtype=np.uint8)
-    grid[:, :w] = indices.reshape(h, w)
-    shifts = (bits * np.arange(per_byte - 1, -1, -1)).astype(np.uint8)
-    packed = np.bitwise_or.reduce(grid.reshape(h, row_bytes, per_byte) << shifts, axis=2)
-    return packed.astype(np.uint8).tobytes()
+#: The colour sample of a tile with many runs: every ``SAMPLE_STEP``-th pixel.
+SAMPLE_STEP = 8
+
+
+def _many_colours(
+    flat: np.ndarray, offsets: np.ndarray, areas: np.ndarray, candidates: np.ndarray
+) -> np.ndarray:
+    """Which ``candidates`` tiles certainly have more colours than a ZRLE palette holds (127).
+
+    Every ``SAMPLE_STEP``-th pixel of such a tile already shows more than 127 colours (a lower
+    bound on the tile's count, so never a wrong "many"); those tiles go raw or plain RLE whatever
+    their exact count, and sorting an eighth of their pixels replaces sorting all of them.
+    Tiles whose sample shows fewer are counted exactly by the caller.
+    """
+    many = np.zeros(len(areas), dtype=bool)
+    ids = np.flatnonzero(candidates)
+    if not len(ids):
+        return many
+    counts = -(-areas[ids] // SAMPLE_STEP)
+    first = _exclusive_cumsum(counts)
+    at = np.repeat(offsets[ids] - first[:-1] * SAMPLE_STEP, counts) + np.arange(int(first[-1])) * SAMPLE_STEP
+    sample_tile = np.repeat(np.arange(len(ids), dtype=np.uint64), counts)
+    keys = (sample_tile << np.uint64(32)) | flat[at].astype(np.uint64)
+    keys.sort()
+    distinct = np.ones(len(keys), dtype=bool)
+    np.not_equal(keys[1:], keys[:-1], out=distinct[1:])
+    found = np.bincount((keys[distinct] >> np.uint64(32)).astype(np.int64), minlength=len(ids))
+    many[ids] = found > MAX_RLE_PALETTE
+    return many
 
 
 def _exclusive_cumsum(counts: np.ndarray) -> np.ndarray:
@@ -209,28 +232,35 @@ def encode_tiles(rgb: np.ndarray, pixel_format: PixelFormat) -> bytes:
     breaks[offsets[:-1]] = True
     run_start = np.flatnonzero(breaks)
     run_len = np.diff(np.append(run_start, total))
-    run_tile = np.searchsorted(offsets, run_start, side="right") - 1
-    n_runs = np.bincount(run_tile, minlength=n_tiles)
+    n_runs = np.diff(np.searchsorted(run_start, offsets))  # (each tile starts a run)
+    run_tile = np.repeat(tile_ids, n_runs)
     n_single = np.bincount(run_tile[run_len == 1], minlength=n_tiles)
     long_runs = run_len > 255
     extra_len = np.bincount(run_tile[long_runs], weights=(run_len[long_runs] - 1) // 255, minlength=n_tiles)
     extra_len = extra_len.astype(np.int64)
 
     # Colours per tile: distinct ``tile << 32 | value`` keys, sorted. A one-run tile has one colour,
-    # so only pixels of tiles with several runs need sorting.
+    # and a tile whose sample already shows more colours than a palette holds needs no exact
+    # count (photos, noise), so only the pixels of the other tiles are sorted.
     multi = n_runs > 1
-    if multi.all():
+    many = _many_colours(flat, offsets, areas, multi & (n_runs > MAX_RLE_PALETTE))
+    counted = multi & ~many
+    if counted.all():
         pick: np.ndarray | slice = slice(None)
         pick_tiles = np.repeat(tile_ids, areas)
     else:
-        pick, pick_tiles = tiles_of(multi)
+        pick, pick_tiles = tiles_of(counted)
     keys = (pick_tiles.astype(np.uint64) << np.uint64(32)) | flat[pick].astype(np.uint64)
     ordered = np.sort(keys)
     distinct = np.ones(len(ordered), dtype=bool)
     np.not_equal(ordered[1:], ordered[:-1], out=distinct[1:])
     uniq = ordered[distinct]
-    n_colours = np.where(multi, np.bincount((uniq >> np.uint64(32)).astype(np.int64), minlength=n_tiles), 1)
-    colour_first = _exclusive_cumsum(np.where(multi, n_colours, 0))
+    n_colours = np.where(
+        counted,
+        np.bincount((uniq >> np.uint64(32)).astype(np.int64), minlength=n_tiles),
+        np.where(many, MAX_RLE_PALETTE + 1, 1),  # (any count past the palettes' would do)
+    )
+    colour_first = _exclusive_cumsum(np.where(counted, n_colours, 0))
 
     # Uncompressed size of each candidate sub-encoding, per tile (without the type byte).
     big = np.iinfo(np.int64).max // 4
@@ -261,38 +291,88 @@ def encode_tiles(rgb: np.ndarray, pixel_format: PixelFormat) -> bytes:
     plain = run_choice == _C_PLAIN_RLE
     plain_bytes, plain_at = _run_bytes(cpixels(flat[run_start[plain]]), run_len[plain], None)
     plain_first = _exclusive_cumsum(np.where(choice == _C_PLAIN_RLE, n_runs, 0))
+    plain_cut = plain_at[plain_first].tolist()  # where each tile's run bytes start (and end)
     pal = run_choice == _C_PALETTE_RLE
     pal_len = run_len[pal]
     pal_long = pal_len > 1
     pal_heads = palette_index(run_tile[pal], flat[run_start[pal]]) | (pal_long.astype(np.uint8) << 7)
     pal_bytes, pal_at = _run_bytes(pal_heads[:, None], pal_len, pal_long)
     pal_first = _exclusive_cumsum(np.where(choice == _C_PALETTE_RLE, n_runs, 0))
-    # Palette indices of every pixel of the packed-palette tiles.
-    packed_tiles = choice == _C_PACKED
-    packed_pixels, packed_ids = tiles_of(packed_tiles)
-    packed_index = palette_index(packed_ids, flat[packed_pixels])
-    packed_first = _exclusive_cumsum(np.where(packed_tiles, areas, 0))
+    pal_cut = pal_at[pal_first].tolist()
+    # Packed-palette tiles: a palette index per run (a run is one colour), repeated over its pixels.
+    packed_runs = run_choice == _C_PACKED
+    packed_index = np.repeat(
+        palette_index(run_tile[packed_runs], flat[run_start[packed_runs]]), run_len[packed_runs]
+    )
+    packed = _pack_tiles(np.flatnonzero(choice == _C_PACKED), packed_index, widths, heights, bits)
+    # Every palette in the order of ``uniq`` (tile by tile), as CPIXEL bytes.
+    palettes = cpixels(uniq.astype(dtype)).tobytes()
 
     out: list[bytes] = []
+    starts = offsets.tolist()
+    colour_at = (colour_first * cp).tolist()
     for t, kind in enumerate(choice.tolist()):
         if kind == _C_RAW:
             out.append(bytes((RAW,)))
-            out.append(cpixels(flat[offsets[t] : offsets[t + 1]]).tobytes())
+            out.append(cpixels(flat[starts[t] : starts[t + 1]]).tobytes())
         elif kind == _C_SOLID:
             out.append(bytes((SOLID,)))
-            out.append(cpixels(flat[offsets[t] : offsets[t] + 1]).tobytes())
+            out.append(cpixels(flat[starts[t] : starts[t] + 1]).tobytes())
         elif kind == _C_PLAIN_RLE:
             out.append(bytes((PLAIN_RLE,)))
-            out.append(plain_bytes[plain_at[plain_first[t]] : plain_at[plain_first[t + 1]]].tobytes())
+            out.append(plain_bytes[plain_cut[t] : plain_cut[t + 1]].tobytes())
         else:
-            palette = cpixels(uniq[colour_first[t] : colour_first[t + 1]].astype(dtype)).tobytes()
+            colours = (colour_at[t + 1] - colour_at[t]) // cp
+            palette = palettes[colour_at[t] : colour_at[t + 1]]
             if kind == _C_PACKED:
-                out.append(bytes((int(n_colours[t]),)))
+                out.append(bytes((colours,)))
                 out.append(palette)
-                indices = packed_index[packed_first[t] : packed_first[t + 1]]
-                out.append(_pack_indices(indices, int(widths[t]), int(heights[t]), int(bits[t])))
+                out.append(packed[t])
             else:
-                out.append(bytes((PALETTE_RLE + int(n_colours[t]),)))
+                out.append(bytes((PALETTE_RLE + colours,)))
                 out.append(palette)
-                out.append(pal_bytes[pal_at[pal_first[t]] : pal_at[pal_first[t + 1]]].tobytes())
+                out.append(pal_bytes[pal_cut[t] : pal_cut[t + 1]].tobytes())
     return b"".join(out)
+
+
+def _pack_tiles(
+    ids: np.ndarray, indices: np.ndarray, widths: np.ndarray, heights: np.ndarray, bits: np.ndarray
+) -> dict[int, bytes]:
+    """The packed pixels of the packed-palette tiles ``ids`` (their palette ``indices``, tile after
+    tile), by tile number.
+
+    Tiles that share a width and a bit depth are packed together, their rows being rows of one
+    array: a few array operations per group instead of several per tile.
+    """
+    tile_w, tile_h, tile_bits = widths[ids], heights[ids], bits[ids]
+    tile_area = tile_w * tile_h
+    packed: dict[int, bytes] = {}
+    for w, b in set(zip(tile_w.tolist(), tile_bits.tolist(), strict=True)):
+        in_group = (tile_w == w) & (tile_bits == b)
+        rows = _pack_rows(indices[np.repeat(in_group, tile_area)].reshape(-1, w), b)
+        data = rows.tobytes()
+        pos = 0
+        for g in np.flatnonzero(in_group).tolist():
+            size = int(tile_h[g]) * rows.shape[1]
+            packed[int(ids[g])] = data[pos : pos + size]
+            pos += size
+    return packed
+
+
+def _pack_rows(indices: np.ndarray, bits: int) -> np.ndarray:
+    """Pack rows of palette indices ``bits`` wide, leftmost pixel in the most significant bits,
+    each row padded to a whole byte: an ``(n_rows, row_bytes)`` uint8 array."""
+    if bits == 1:
+        return np.packbits(indices.astype(bool), axis=1)
+    per_byte = 8 // bits
+    n_rows, w = indices.shape
+    row_bytes = -(-w // per_byte)
+    if w % per_byte:
+        grid = np.zeros((n_rows, row_bytes * per_byte), dtype=np.uint8)
+        grid[:, :w] = indices
+    else:
+        grid = indices
+    out = grid[:, 0::per_byte] << np.uint8(8 - bits)
+    for j in range(1, per_byte):
+        out |= grid[:, j::per_byte] << np.uint8(8 - bits * (j + 1))
+    return out
