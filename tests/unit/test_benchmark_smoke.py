@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from pdum.rfb import bench
 from pdum.rfb.bench import encoders, peer, report
@@ -115,3 +116,14 @@ def test_floor_server_serves_every_client_every_frame() -> None:
         if server.poll() is None:
             server.kill()
         server.wait()
+
+
+def test_peer_sections_say_why_they_were_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    def cannot_build(workdir: object) -> None:
+        raise peer.Skip("gcc not found")
+
+    monkeypatch.setattr(peer, "build", cannot_build)
+    results, text = bench.run(("peer", "scaling"), quick=True)
+    assert results["peer"] == {"skipped": "gcc not found"}
+    assert results["scaling"] == {"skipped": "gcc not found"}
+    assert text.count("skipped: gcc not found") == 2

@@ -74,14 +74,16 @@ def run(sections: Sequence[str] = SECTIONS, *, quick: bool = False) -> tuple[dic
     wanted = [section for section in peer_sections if section[0] in sections]
     with tempfile.TemporaryDirectory(prefix="pdum-rfb-bench-") as tmp:
         workdir = Path(tmp)
-        try:
-            programs = peer.build(workdir) if wanted else None  # compiled once for every section
-        except peer.Skip as exc:
-            programs, skipped = None, exc
+        programs: peer.Programs | peer.Skip | None = None
+        if wanted:
+            try:
+                programs = peer.build(workdir)  # compiled once for every section
+            except peer.Skip as exc:
+                programs = exc  # every peer section reports why
         for name, cases, render, title in wanted:
             try:
-                if programs is None:
-                    raise skipped
+                if not isinstance(programs, peer.Programs):
+                    raise programs or peer.Skip("not built")
                 repeats = 1 if quick else 3 if name == "latency" else 5  # CPU ratios: medians of 5
                 runs = peer.run_cases(programs, workdir, cases(quick), repeats=repeats, progress=_progress)
             except peer.Skip as exc:
