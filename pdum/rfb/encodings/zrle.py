@@ -305,8 +305,10 @@ def encode_tiles(rgb: np.ndarray, pixel_format: PixelFormat) -> bytes:
         palette_index(run_tile[packed_runs], flat[run_start[packed_runs]]), run_len[packed_runs]
     )
     packed = _pack_tiles(np.flatnonzero(choice == _C_PACKED), packed_index, widths, heights, bits)
-    # Every palette in the order of ``uniq`` (tile by tile), as CPIXEL bytes.
+    # Every palette in the order of ``uniq`` (tile by tile), and every tile's first pixel (a solid
+    # tile's colour), as CPIXEL bytes.
     palettes = cpixels(uniq.astype(dtype)).tobytes()
+    firsts = cpixels(flat[offsets[:-1]]).tobytes()
 
     out: list[bytes] = []
     starts = offsets.tolist()
@@ -317,7 +319,7 @@ def encode_tiles(rgb: np.ndarray, pixel_format: PixelFormat) -> bytes:
             out.append(cpixels(flat[starts[t] : starts[t + 1]]).tobytes())
         elif kind == _C_SOLID:
             out.append(bytes((SOLID,)))
-            out.append(cpixels(flat[starts[t] : starts[t] + 1]).tobytes())
+            out.append(firsts[t * cp : (t + 1) * cp])
         elif kind == _C_PLAIN_RLE:
             out.append(bytes((PLAIN_RLE,)))
             out.append(plain_bytes[plain_cut[t] : plain_cut[t + 1]].tobytes())
