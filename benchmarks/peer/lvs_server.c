@@ -1,6 +1,6 @@
 /* lvs_server: the libvncserver reference server for pdum.rfb's peer benchmark.
  *
- * usage: lvs_server PORT WIDTH HEIGHT NFRAMES FRAMEFILE NCLIENTS TIMEOUT_S
+ * usage: lvs_server PORT WIDTH HEIGHT NFRAMES FRAMEFILE NCLIENTS TIMEOUT_S [FPS]
  *   FRAMEFILE  NFRAMES frames of WIDTH*HEIGHT*3 bytes (RGB, row-major), written by the harness;
  *              pdum.rfb's benchmark server reads the same file, so both serve identical frames.
  *   NCLIENTS   how many clients to wait for before the measured run starts.
@@ -10,6 +10,8 @@
  *   it and asked for more (plus a 0.2 s settle), frame k+1 is published only when every client has received frame k
  *   and sent its next incremental FramebufferUpdateRequest. So each client gets every frame,
  *   exactly once, whatever the encoding costs.
+ * With FPS, frames are published on a clock instead (as pdum_server.py does with FPS): frame k
+ * (k >= 1) at start + (k - 1) / FPS, each followed by its whole period of serving clients.
  * Publishing a frame = convert RGB to the framebuffer's 32-bit pixels, compare with the previous
  * frame per 64x64 tile (the granularity of pdum.rfb's damage tracking) and rfbMarkRectAsModified
  * each changed tile, so both servers get the same damage.
@@ -108,10 +110,12 @@ static void publish(rfbScreenInfoPtr screen, const uint8_t *rgb, int w, int h, i
 }
 
 int main(int argc, char **argv) {
-    if (argc != 8) {
-        fprintf(stderr, "usage: %s PORT WIDTH HEIGHT NFRAMES FRAMEFILE NCLIENTS TIMEOUT_S\n", argv[0]);
+    if (argc != 8 && argc != 9) {
+        fprintf(stderr, "usage: %s PORT WIDTH HEIGHT NFRAMES FRAMEFILE NCLIENTS TIMEOUT_S [FPS]\n", argv[0]);
         return 2;
     }
+    double fps = argc == 9 ? atof(argv[8]) : 0.0;
+    int64_t period_ns = fps > 0 ? (int64_t)(1e9 / fps) : 0;
     int port = atoi(argv[1]), w = atoi(argv[2]), h = atoi(argv[3]), nframes = atoi(argv[4]);
     const char *path = argv[5];
     int nclients = atoi(argv[6]);
@@ -169,7 +173,12 @@ int main(int argc, char **argv) {
         publish(screen, frames + frame_bytes * k, w, h, 0);
         /* A zero timeout first: the clients are idle until we send, so select() must not wait. */
         rfbProcessEvents(screen, 0);
-        while (caught_up(screen, NULL) < nclients) rfbProcessEvents(screen, 100000);
+        if (period_ns) {
+            int64_t next = wall0 + period_ns * k;
+            for (int64_t t = now_ns(); t < next; t = now_ns()) rfbProcessEvents(screen, (long)((next - t) / 1000));
+        } else {
+            while (caught_up(screen, NULL) < nclients) rfbProcessEvents(screen, 100000);
+        }
     }
     int64_t wall1 = now_ns();
     cpu_seconds(&user1, &sys1);

@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--only",
         action="append",
-        choices=("encoders", "peer", "latency", "scaling", "browser"),
+        choices=("encoders", "peer", "latency", "scaling", "paced", "browser"),
         help="repeatable",
     )
     return parser

@@ -7,6 +7,8 @@ libraries, and ``pdum-rfb benchmark --quick --only peer`` exercises the harness 
 from __future__ import annotations
 
 import json
+import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,3 +129,56 @@ def test_peer_sections_say_why_they_were_skipped(monkeypatch: pytest.MonkeyPatch
     assert results["peer"] == {"skipped": "gcc not found"}
     assert results["scaling"] == {"skipped": "gcc not found"}
     assert text.count("skipped: gcc not found") == 2
+
+
+@pytest.mark.parametrize("fps", [0.0, 20.0])
+def test_pdum_server_delivers_every_frame_in_lock_step_and_paced(tmp_path: Path, fps: float) -> None:
+    """The benchmark's server (lock-step, and on a clock with FPS) gets every frame of the file to
+    every client, in order, and reports its CPU over the run (what the harness divides)."""
+    import socket
+    import subprocess
+    import sys
+    import zlib
+
+    from tests.support import recv_exactly, rfb_handshake
+
+    width, height, nframes = 64, 32, 6  # (the seed scene's smallest size whose frames all differ)
+    path = tmp_path / "frames.rgb"
+    crcs = peer.write_frames(path, "seed_scene", width, height, nframes)
+    assert len(set(crcs)) == nframes
+    port = peer.free_port()
+    args = [str(port), str(width), str(height), str(nframes), str(path), "2", "30"]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pdum.rfb.bench.pdum_server", *args, *([str(fps)] if fps else [])],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert server.stdout is not None
+    request = struct.pack(">BBHHHH", 3, 1, 0, 0, width, height)
+    rgbx = struct.pack(">BxxxBBBBHHHBBBxxx", 0, 32, 24, 0, 1, 255, 255, 255, 0, 8, 16)  # R,G,B,x bytes
+    try:
+        assert server.stdout.readline().startswith("READY")
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+        held: list[list[int]] = [[], []]
+        for c in clients:
+            rfb_handshake(c)
+            c.sendall(rgbx + struct.pack(">BxHi", 2, 1, 0) + request)  # Raw only, then a request
+        for _ in range(nframes):
+            for c, frames in zip(clients, held, strict=True):
+                kind, count = struct.unpack(">BxH", recv_exactly(c, 4))
+                assert (kind, count) == (0, 1)
+                x, y, w, h, encoding = struct.unpack(">HHHHi", recv_exactly(c, 12))
+                assert (x, y, w, h, encoding) == (0, 0, width, height, 0)
+                pixels = np.frombuffer(recv_exactly(c, w * h * 4), np.uint8).reshape(h, w, 4)
+                frames.append(zlib.crc32(pixels[..., :3].tobytes()))
+                c.sendall(request)
+        result = json.loads(server.communicate(timeout=30)[0].strip().splitlines()[-1])
+        assert held == [crcs, crcs]
+        assert (result["frames"], result["clients"]) == (nframes - 1, 2) and result["cpu_s"] >= 0
+        if fps:  # on the clock: frame k at start + (k - 1) / fps, then its period
+            assert result["wall_s"] >= 0.9 * (nframes - 1) / fps
+        for c in clients:
+            c.close()
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait()

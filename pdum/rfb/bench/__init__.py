@@ -8,7 +8,9 @@ Sections (``--only`` picks some):
   libvncclient client (bytes on the wire, server CPU per frame), see :mod:`.peer`;
 * ``latency``: publish-to-decoded time per frame for both servers (libvncclient), 320x240 and
   1280x720;
-* ``scaling``: server CPU per published frame with 1, 4 and 16 clients, both servers;
+* ``scaling``: server CPU per published frame with 1, 4 and 16 clients, both servers (lock-step);
+* ``paced``: the same with 1 and 16 clients at a real frame rate: each server publishes on its
+  own clock at 30 frames/s, as a notebook's ``publish_loop`` does, and idles between frames;
 * ``browser``: noVNC in headless Chromium: publish-to-canvas latency of our server, and the
   CPU of ``pdum-rfb demo`` with one viewer, see :mod:`.browser`.
 
@@ -30,7 +32,7 @@ from typing import Any
 
 from . import browser, encoders, peer, report
 
-SECTIONS = ("encoders", "peer", "latency", "scaling", "browser")
+SECTIONS = ("encoders", "peer", "latency", "scaling", "paced", "browser")
 #: Bytes of one update in the asyncio floor: what a seed-scene Tight update is (83 on the wire).
 FLOOR_UPDATE_BYTES = 83
 
@@ -70,6 +72,12 @@ def run(sections: Sequence[str] = SECTIONS, *, quick: bool = False) -> tuple[dic
         ("peer", peer.peer_cases, report.peer_text, "Peer comparison with libvncserver (1 client)"),
         ("latency", peer.latency_cases, report.latency_text, "Publish-to-client latency (1 client)"),
         ("scaling", peer.scaling_cases, report.scaling_text, "Scaling with the number of clients"),
+        (
+            "paced",
+            peer.paced_cases,
+            report.scaling_text,
+            f"Scaling at {peer.PACED_FPS:g} frames/s (published on a clock, idle between frames)",
+        ),
     ]
     wanted = [section for section in peer_sections if section[0] in sections]
     with tempfile.TemporaryDirectory(prefix="pdum-rfb-bench-") as tmp:
@@ -84,7 +92,7 @@ def run(sections: Sequence[str] = SECTIONS, *, quick: bool = False) -> tuple[dic
             try:
                 if not isinstance(programs, peer.Programs):
                     raise programs or peer.Skip("not built")
-                repeats = 1 if quick else 3 if name == "latency" else 5  # CPU ratios: medians of 5
+                repeats = 1 if quick else 3 if name in ("latency", "paced") else 5  # CPU ratios: medians of 5
                 runs = peer.run_cases(programs, workdir, cases(quick), repeats=repeats, progress=_progress)
             except peer.Skip as exc:
                 results[name] = {"skipped": str(exc)}

@@ -1,6 +1,6 @@
 """pdum.rfb's side of the peer benchmark: a server process that mirrors ``benchmarks/peer/lvs_server.c``.
 
-usage: ``python -m pdum.rfb.bench.pdum_server PORT WIDTH HEIGHT NFRAMES FRAMEFILE NCLIENTS TIMEOUT_S``
+usage: ``python -m pdum.rfb.bench.pdum_server PORT WIDTH HEIGHT NFRAMES FRAMEFILE NCLIENTS TIMEOUT_S [FPS]``
 
 It runs in its own process, like the C server, so the harness measures both the same way: each
 server reads ``getrusage(RUSAGE_SELF)`` (user + system CPU of the whole process, every thread)
@@ -10,7 +10,11 @@ around the lock-step run and prints it. The protocol is the C server's:
   more (plus a short settle, so start-up updates such as ExtendedDesktopSize cannot leave a
   request in flight), the run starts;
 * frame k+1 is published only when every client has been sent frame k and has sent its next
-  FramebufferUpdateRequest, so every client receives every frame exactly once.
+  FramebufferUpdateRequest, so every client receives every frame exactly once;
+* or, with FPS, on a clock instead, as an application's ``publish_loop`` does: frame k (k >= 1)
+  at ``start + (k - 1) / FPS``, each followed by its whole period (the server idles between
+  frames, as a real one does), so the run is NFRAMES - 1 periods long. Whether every client still
+  got every frame is for the harness to check.
 
 To notice requests without polling (a poll loop would bill our server for CPU the C server does
 not spend), the benchmark wraps the session's FramebufferUpdateRequest handler: the request that
@@ -59,7 +63,9 @@ def _caught_up(display: Display, session: Session) -> bool:
     )
 
 
-async def _run(port: int, width: int, height: int, nframes: int, path: str, nclients: int) -> dict[str, Any]:
+async def _run(
+    port: int, width: int, height: int, nframes: int, path: str, nclients: int, fps: float = 0.0
+) -> dict[str, Any]:
     frames = np.fromfile(path, dtype=np.uint8, count=nframes * height * width * 3)
     frames = frames.reshape(nframes, height, width, 3)
     wake = asyncio.Event()
@@ -96,6 +102,15 @@ async def _run(port: int, width: int, height: int, nframes: int, path: str, ncli
                 # up: a task switch per frame would bill this harness's bookkeeping to the server.
                 publish_next()
 
+    async def paced() -> None:
+        """Frames 1..N-1 on a fixed schedule (publish_loop's), each followed by its period."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for k in range(1, nframes):
+            publish_ns.append(time.monotonic_ns())
+            display.publish(frames[k])
+            await asyncio.sleep(max(0.0, start + k / fps - loop.time()))
+
     Session._handlers[m.FramebufferUpdateRequest] = on_request
     display = await serve(width, height, host="127.0.0.1", port=None, vnc_port=port, name="pdum.rfb")
     try:
@@ -115,11 +130,16 @@ async def _run(port: int, width: int, height: int, nframes: int, path: str, ncli
         await asyncio.sleep(SETTLE_S)
         await everyone_caught_up()
         running = True
+        if fps > 0:  # the stock request handler from here: the clock publishes, not the requests
+            Session._handlers[m.FramebufferUpdateRequest] = original
         bytes0 = sum(s.stats.bytes_sent for s in sessions.values())
         cpu0 = cpu_seconds()
         wall0 = time.perf_counter()
-        publish_next()
-        await finished.wait()
+        if fps > 0:
+            await paced()
+        else:
+            publish_next()
+            await finished.wait()
         wall1 = time.perf_counter()
         cpu1 = cpu_seconds()
         bytes1 = sum(s.stats.bytes_sent for s in sessions.values())
@@ -135,17 +155,21 @@ async def _run(port: int, width: int, height: int, nframes: int, path: str, ncli
             "publish_ns": publish_ns,
         }
     finally:
+        Session._handlers[m.FramebufferUpdateRequest] = original
         await display.aclose()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 7:
+    if len(args) not in (7, 8):
         print(__doc__, file=sys.stderr)
         return 2
     port, width, height, nframes = (int(v) for v in args[:4])
     path, nclients, timeout = args[4], int(args[5]), int(args[6])
-    return run_bounded("pdum_server", timeout, lambda: _run(port, width, height, nframes, path, nclients))
+    fps = float(args[7]) if len(args) == 8 else 0.0
+    return run_bounded(
+        "pdum_server", timeout, lambda: _run(port, width, height, nframes, path, nclients, fps)
+    )
 
 
 def run_bounded(name: str, timeout: int, run: Callable[[], Awaitable[dict[str, Any]]]) -> int:

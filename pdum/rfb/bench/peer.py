@@ -182,13 +182,17 @@ def run_once(
     encoding: str,
     clients: int,
     timeout: int,
+    fps: float = 0.0,
 ) -> Run:
-    """Start one server and ``clients`` clients, wait for all of them, return the measurements."""
+    """Start one server and ``clients`` clients, wait for all of them, return the measurements.
+    ``fps``: 0 for the lock-step run, else the rate at which the server publishes on its own clock."""
     run = Run(kind, scene, width, height, encoding, clients)
     enc_string, compress = PEER_ENCODINGS[encoding]
     port = free_port()
     nframes = len(crcs)
     args = [str(port), str(width), str(height), str(nframes), str(frame_file), str(clients), str(timeout)]
+    if fps > 0:
+        args.append(str(fps))
     errlog = (workdir / f"{kind}-server.err").open("w+")
     server = subprocess.Popen(
         _server_command(kind, programs, args), stdout=subprocess.PIPE, stderr=errlog, text=True
@@ -281,6 +285,7 @@ class Case:
     nframes: int
     encodings: tuple[str, ...]
     clients: tuple[int, ...] = (1,)
+    fps: float = 0.0  # 0: lock-step; else the servers publish on their own clock at this rate
 
 
 def run_cases(
@@ -307,7 +312,7 @@ def run_cases(
                     for kind in SERVERS:
                         runs[kind].append(
                             run_once(kind, programs, workdir, frame_file, crcs, case.scene, case.width,
-                                     case.height, encoding, clients, timeout)
+                                     case.height, encoding, clients, timeout, case.fps)
                         )  # fmt: skip
                 for kind in SERVERS:
                     run = _median_run(runs[kind])
@@ -409,3 +414,14 @@ def scaling_cases(quick: bool) -> list[Case]:
     if quick:
         return [Case("seed_scene", 320, 240, 30, ("Tight",), (1, 4, 16))]
     return [Case("seed_scene", 320, 240, 120, ("Tight", "ZRLE", "Raw"), (1, 4, 16))]
+
+
+#: The rate of the paced scaling section: a notebook's ``publish_loop`` at 30 frames/s.
+PACED_FPS = 30.0
+
+
+def paced_cases(quick: bool) -> list[Case]:
+    """Scaling at a real frame rate: the servers publish on their own clock, idle between frames."""
+    if quick:
+        return [Case("seed_scene", 320, 240, 31, ("Tight",), (1, 16), PACED_FPS)]
+    return [Case("seed_scene", 320, 240, 91, ("Tight", "ZRLE", "Raw"), (1, 16), PACED_FPS)]
