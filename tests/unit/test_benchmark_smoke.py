@@ -6,9 +6,16 @@ libraries, and ``pdum-rfb benchmark --quick --only peer`` exercises the harness 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import struct
+import subprocess
+import sys
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +23,7 @@ import pytest
 from pdum.rfb import bench
 from pdum.rfb.bench import encoders, peer, report
 from pdum.rfb.bench.scenes import SCENES, photo_like
+from tests.support import recv_exactly, rfb_handshake
 
 
 def test_encoder_section_runs_on_a_tiny_frame() -> None:
@@ -85,21 +93,35 @@ def test_reports_give_best_runs_and_the_cost_of_many_clients() -> None:
     assert rows[1][6:8] == ["2.50", "10.00"]
 
 
+@contextlib.contextmanager
+def bench_server(module: str, *args: str) -> Iterator[tuple[subprocess.Popen[str], list[socket.socket]]]:
+    """``python -m pdum.rfb.bench.<module> ARGS`` once it printed READY, and a list for the test's
+    client sockets; all of them closed, and the server killed if still running, on the way out."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", f"pdum.rfb.bench.{module}", *args], stdout=subprocess.PIPE, text=True
+    )
+    clients: list[socket.socket] = []
+    try:
+        assert server.stdout is not None and server.stdout.readline().startswith("READY")
+        yield server, clients
+    finally:
+        for c in clients:
+            c.close()
+        if server.poll() is None:
+            server.kill()
+        server.wait()
+
+
+def server_result(server: subprocess.Popen[str]) -> dict[str, Any]:
+    """The JSON line a benchmark server prints when its run is over."""
+    return dict(json.loads(server.communicate(timeout=30)[0].strip().splitlines()[-1]))
+
+
 def test_floor_server_serves_every_client_every_frame() -> None:
     """The asyncio floor answers lock-step clients frame after frame and reports its CPU."""
-    import socket
-    import subprocess
-    import sys
-
     port = peer.free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "pdum.rfb.bench.floor_server", str(port), "2", "5", "83", "30"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert server.stdout is not None
-    try:
-        assert server.stdout.readline().startswith("READY")
-        clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+    with bench_server("floor_server", str(port), "2", "5", "83", "30") as (server, clients):
+        clients += [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
         for c in clients:
             c.sendall(bytes(10))
         for _ in range(5):
@@ -110,14 +132,8 @@ def test_floor_server_serves_every_client_every_frame() -> None:
                 assert got == bytes(83)
             for c in clients:
                 c.sendall(bytes(10))
-        result = json.loads(server.communicate(timeout=30)[0].strip().splitlines()[-1])
+        result = server_result(server)
         assert (result["frames"], result["clients"]) == (5, 2) and result["cpu_s"] >= 0
-        for c in clients:
-            c.close()
-    finally:
-        if server.poll() is None:
-            server.kill()
-        server.wait()
 
 
 def test_peer_sections_say_why_they_were_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,29 +151,16 @@ def test_peer_sections_say_why_they_were_skipped(monkeypatch: pytest.MonkeyPatch
 def test_pdum_server_delivers_every_frame_in_lock_step_and_paced(tmp_path: Path, fps: float) -> None:
     """The benchmark's server (lock-step, and on a clock with FPS) gets every frame of the file to
     every client, in order, and reports its CPU over the run (what the harness divides)."""
-    import socket
-    import subprocess
-    import sys
-    import zlib
-
-    from tests.support import recv_exactly, rfb_handshake
-
     width, height, nframes = 64, 32, 6  # (the seed scene's smallest size whose frames all differ)
     path = tmp_path / "frames.rgb"
     crcs = peer.write_frames(path, "seed_scene", width, height, nframes)
     assert len(set(crcs)) == nframes
     port = peer.free_port()
     args = [str(port), str(width), str(height), str(nframes), str(path), "2", "30"]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "pdum.rfb.bench.pdum_server", *args, *([str(fps)] if fps else [])],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert server.stdout is not None
     request = struct.pack(">BBHHHH", 3, 1, 0, 0, width, height)
     rgbx = struct.pack(">BxxxBBBBHHHBBBxxx", 0, 32, 24, 0, 1, 255, 255, 255, 0, 8, 16)  # R,G,B,x bytes
-    try:
-        assert server.stdout.readline().startswith("READY")
-        clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+    with bench_server("pdum_server", *args, *([str(fps)] if fps else [])) as (server, clients):
+        clients += [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
         held: list[list[int]] = [[], []]
         for c in clients:
             rfb_handshake(c)
@@ -171,14 +174,8 @@ def test_pdum_server_delivers_every_frame_in_lock_step_and_paced(tmp_path: Path,
                 pixels = np.frombuffer(recv_exactly(c, w * h * 4), np.uint8).reshape(h, w, 4)
                 frames.append(zlib.crc32(pixels[..., :3].tobytes()))
                 c.sendall(request)
-        result = json.loads(server.communicate(timeout=30)[0].strip().splitlines()[-1])
+        result = server_result(server)
         assert held == [crcs, crcs]
         assert (result["frames"], result["clients"]) == (nframes - 1, 2) and result["cpu_s"] >= 0
         if fps:  # on the clock: frame k at start + (k - 1) / fps, then its period
             assert result["wall_s"] >= 0.9 * (nframes - 1) / fps
-        for c in clients:
-            c.close()
-    finally:
-        if server.poll() is None:
-            server.kill()
-        server.wait()
