@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         "doctor", help="check the installation: versions, extras, viewer bundle, a loopback handshake"
     )
     bench = sub.add_parser("benchmark", help="encoder throughput and a comparison with libvncserver")
-    bench.add_argument("--quick", action="store_true", help="fewer sizes, scenes and frames (< 60 s)")
+    bench.add_argument("--quick", action="store_true", help="fewer sizes, scenes and frames (about a minute)")
     bench.add_argument("--json", metavar="OUT", help="also write every number to this JSON file")
     bench.add_argument(
         "--only",
