@@ -34,8 +34,12 @@ BE32_HIGH = PixelFormat(32, 24, True, True, 255, 255, 255, 24, 16, 8)
 LE32_DEPTH32 = PixelFormat(32, 32, False, True, 255, 255, 255, 16, 8, 0)
 BE32_TEN_BIT = PixelFormat(32, 30, True, True, 1023, 1023, 1023, 20, 10, 0)
 
+# libvncclient's and noVNC's default: R, G, B, x bytes (ZRLE reads these without converting).
+LE32_RGBX = PixelFormat(32, 24, False, True, 255, 255, 255, 0, 8, 16)
+
 FORMATS = {
     "32le": SERVER_DEFAULT,
+    "32le-rgbx": LE32_RGBX,
     "32be": BE32,
     "rgb565": RGB565,
     "bgr233": BGR233,

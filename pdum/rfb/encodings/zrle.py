@@ -19,6 +19,9 @@ Why this shape:
   than 127 colours (photos, noise) the tile goes raw or plain RLE without sorting all its pixels.
 * Palette indices are looked up once per run, not per pixel, and packed-palette tiles of the same
   width and bit depth are packed as the rows of one array.
+* For the common 32 bpp formats (R,G,B,x and B,G,R,x) the pixel values come straight from the
+  RGB bytes in stream order (``_wire_pixels``), without converting the rectangle to 4-byte pixels
+  first.
 
 CPIXEL: when the client uses 32 bits per pixel, depth <= 24 and every colour bit lives in the three
 least (or, failing that, the three most) significant bytes of the pixel value, a pixel travels as
@@ -79,13 +82,16 @@ def _wire_dtype(pixel_format: PixelFormat) -> np.dtype:
     return np.dtype({8: "u1", 16: f"{order}u2", 32: f"{order}u4"}[pixel_format.bits_per_pixel])
 
 
-def _tile_order(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Flatten ``values`` (HxW) tile by tile, each tile row by row, as the ZRLE stream lists them.
+def _tile_order(values: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flatten ``values`` (``HxW``, or ``HxWxC``) tile by tile, each tile row by row, as the ZRLE
+    stream lists them, into ``out`` (``H*W`` or ``H*W x C``).
 
-    Returns the flat pixels and, per tile, its width and height. Copies whole bands of full-width
-    tiles with one reshape each, so this costs a few array copies rather than a loop per tile.
+    Returns ``out`` and, per tile, its width and height. Copies whole bands of full-width tiles
+    with one reshape each, so this costs a few array copies rather than a loop per tile.
     """
-    h, w = values.shape
+    h, w = values.shape[:2]
+    rest = values.shape[2:]
+    inner = tuple(range(3, 3 + len(rest)))
     full_x = (w // TILE) * TILE
     parts: list[np.ndarray] = []
     widths: list[int] = []
@@ -95,19 +101,58 @@ def _tile_order(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         bh = band.shape[0]
         if full_x:
             n = full_x // TILE
-            parts.append(band[:, :full_x].reshape(bh, n, TILE).transpose(1, 0, 2).reshape(-1))
+            tiles = band[:, :full_x].reshape(bh, n, TILE, *rest).transpose(1, 0, 2, *inner)
+            parts.append(tiles.reshape(-1, *rest))
             widths.extend([TILE] * n)
             heights.extend([bh] * n)
         if full_x < w:
-            parts.append(band[:, full_x:].reshape(-1))
+            parts.append(band[:, full_x:].reshape(-1, *rest))
             widths.append(w - full_x)
             heights.append(bh)
-    flat = scratch("zrle.flat", (h * w,), values.dtype)  # keeps a big-endian order, reused
     return (
-        np.concatenate(parts, out=flat),
+        np.concatenate(parts, out=out),
         np.array(widths, dtype=np.int64),
         np.array(heights, dtype=np.int64),
     )
+
+
+def _rgb24_order(pixel_format: PixelFormat) -> bool | None:
+    """For a little-endian 32 bpp format with 8-bit channels whose colour is the pixel's three low
+    bytes as R, G, B (False) or B, G, R (True): whether those bytes are reversed; else None."""
+    pf = pixel_format
+    if pf.bits_per_pixel != 32 or pf.big_endian or not pf.true_colour:
+        return None
+    if (pf.red_max, pf.green_max, pf.blue_max) != (255, 255, 255) or pf.green_shift != 8:
+        return None
+    shifts = (pf.red_shift, pf.blue_shift)
+    return None if shifts not in ((0, 16), (16, 0)) else shifts == (16, 0)
+
+
+def _wire_pixels(
+    rgb: np.ndarray, pixel_format: PixelFormat, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rectangle's pixel values in the client's format (``dtype``), in stream order, and
+    each tile's width and height.
+
+    The common formats (libvncclient's and noVNC's R,G,B,x; B,G,R,x) skip the conversion to
+    4-byte pixels: the RGB bytes are put in stream order (3 bytes a pixel), and reading them as
+    overlapping little-endian 32-bit words, one every 3 bytes, with the top byte masked off, gives
+    exactly the pixel values: two passes instead of a conversion and a reordering of 4-byte pixels
+    (about a quarter of a 320x240 frame's time).
+    """
+    h, w = rgb.shape[:2]
+    n = h * w
+    flat = scratch("zrle.flat", (n,), dtype)  # keeps a big-endian order, reused
+    reversed_bytes = _rgb24_order(pixel_format)
+    if reversed_bytes is None:
+        wire = pixel_format.encode(rgb, reuse="zrle.wire").view(dtype).reshape(h, w)
+        return _tile_order(wire, flat)
+    packed = scratch("zrle.rgb", (3 * n + 1,), np.uint8)  # + 1: the last word's fourth byte
+    source = rgb[..., ::-1] if reversed_bytes else rgb
+    _, widths, heights = _tile_order(source, packed[: 3 * n].reshape(n, 3))
+    words = np.ndarray((n,), dtype="<u4", buffer=packed, strides=(3,))
+    np.bitwise_and(words, np.uint32(0xFFFFFF), out=flat)
+    return flat, widths, heights
 
 
 def _run_bytes(
@@ -203,17 +248,15 @@ def encode_tiles(rgb: np.ndarray, pixel_format: PixelFormat) -> bytes:
     cp, cp_off = cpixel_layout(pixel_format)
     bpp = pixel_format.bytes_per_pixel
     dtype = _wire_dtype(pixel_format)
-    height, width = rgb.shape[:2]
-    # Pixel values in the client's byte order: comparisons only need equality, and the CPIXEL
-    # bytes are then a plain view. (``encode`` has a fast path for byte-aligned 32 bpp formats.)
-    wire = pixel_format.encode(rgb, reuse="zrle.wire").view(dtype).reshape(height, width)
 
+    # Pixel values in the client's byte order: comparisons only need equality, and the CPIXEL
+    # bytes are then a plain view.
     def cpixels(values: np.ndarray) -> np.ndarray:
         """Values (in ``dtype``) -> ``(n, cp)`` uint8 CPIXEL bytes."""
         raw = values.view(np.uint8).reshape(-1, bpp)
         return raw if cp == bpp else raw[:, cp_off : cp_off + cp]
 
-    flat, widths, heights = _tile_order(wire)
+    flat, widths, heights = _wire_pixels(rgb, pixel_format, dtype)
     n_tiles = len(widths)
     areas = widths * heights
     offsets = _exclusive_cumsum(areas)
