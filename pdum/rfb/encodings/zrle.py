@@ -54,6 +54,8 @@ MAX_RLE_PALETTE = 127
 
 # Indices of the candidates in the per-tile cost table (ties go to the lower index).
 _C_SOLID, _C_PACKED, _C_PALETTE_RLE, _C_PLAIN_RLE, _C_RAW = range(5)
+#: The cost of a candidate a tile cannot use (large, yet far from overflowing when added to).
+_UNAVAILABLE = np.iinfo(np.int64).max // 4
 
 
 def cpixel_layout(pixel_format: PixelFormat) -> tuple[int, int]:
@@ -306,7 +308,7 @@ def encode_tiles(rgb: np.ndarray, pixel_format: PixelFormat) -> bytes:
     colour_first = _exclusive_cumsum(np.where(counted, n_colours, 0))
 
     # Uncompressed size of each candidate sub-encoding, per tile (without the type byte).
-    big = np.iinfo(np.int64).max // 4
+    big = _UNAVAILABLE
     bits = np.where(n_colours <= 2, 1, np.where(n_colours <= 4, 2, 4))
     cost = np.full((5, n_tiles), big, dtype=np.int64)
     cost[_C_SOLID] = np.where(n_colours == 1, cp, big)
