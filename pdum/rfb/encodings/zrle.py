@@ -211,14 +211,25 @@ def _many_colours(
     counts = -(-areas[ids] // SAMPLE_STEP)
     first = _exclusive_cumsum(counts)
     at = np.repeat(offsets[ids] - first[:-1] * SAMPLE_STEP, counts) + np.arange(int(first[-1])) * SAMPLE_STEP
-    sample_tile = np.repeat(np.arange(len(ids), dtype=np.uint64), counts)
-    keys = (sample_tile << np.uint64(32)) | flat[at].astype(np.uint64)
+    _, found = _tile_colours(np.repeat(np.arange(len(ids)), counts), flat[at], len(ids))
+    many[ids] = found > MAX_RLE_PALETTE
+    return many
+
+
+def _tile_keys(tiles: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``tile << 32 | value`` for each pixel: sorted, a tile's colours in ascending order."""
+    return (tiles.astype(np.uint64) << np.uint64(32)) | values.astype(np.uint64)
+
+
+def _tile_colours(tiles: np.ndarray, values: np.ndarray, n_tiles: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct :func:`_tile_keys` of pixels (``tiles``: each one's tile), ascending, and how
+    many colours each of ``n_tiles`` tiles has."""
+    keys = _tile_keys(tiles, values)
     keys.sort()
     distinct = np.ones(len(keys), dtype=bool)
     np.not_equal(keys[1:], keys[:-1], out=distinct[1:])
-    found = np.bincount((keys[distinct] >> np.uint64(32)).astype(np.int64), minlength=len(ids))
-    many[ids] = found > MAX_RLE_PALETTE
-    return many
+    uniq = keys[distinct]
+    return uniq, np.bincount((uniq >> np.uint64(32)).astype(np.int64), minlength=n_tiles)
 
 
 def _exclusive_cumsum(counts: np.ndarray) -> np.ndarray:
@@ -295,16 +306,9 @@ def encode_tiles(rgb: np.ndarray, pixel_format: PixelFormat) -> bytes:
         pick_tiles = np.repeat(tile_ids, areas)
     else:
         pick, pick_tiles = tiles_of(counted)
-    keys = (pick_tiles.astype(np.uint64) << np.uint64(32)) | flat[pick].astype(np.uint64)
-    ordered = np.sort(keys)
-    distinct = np.ones(len(ordered), dtype=bool)
-    np.not_equal(ordered[1:], ordered[:-1], out=distinct[1:])
-    uniq = ordered[distinct]
-    n_colours = np.where(
-        counted,
-        np.bincount((uniq >> np.uint64(32)).astype(np.int64), minlength=n_tiles),
-        np.where(many, MAX_RLE_PALETTE + 1, 1),  # (any count past the palettes' would do)
-    )
+    uniq, counts = _tile_colours(pick_tiles, flat[pick], n_tiles)
+    # (a tile with "many" colours gets any count past the palettes')
+    n_colours = np.where(counted, counts, np.where(many, MAX_RLE_PALETTE + 1, 1))
     colour_first = _exclusive_cumsum(np.where(counted, n_colours, 0))
 
     # Uncompressed size of each candidate sub-encoding, per tile (without the type byte).
@@ -328,8 +332,7 @@ def encode_tiles(rgb: np.ndarray, pixel_format: PixelFormat) -> bytes:
 
     def palette_index(tiles: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Index of each value in its tile's sorted palette."""
-        wanted = (tiles.astype(np.uint64) << np.uint64(32)) | values.astype(np.uint64)
-        return (np.searchsorted(uniq, wanted) - colour_first[tiles]).astype(np.uint8)
+        return (np.searchsorted(uniq, _tile_keys(tiles, values)) - colour_first[tiles]).astype(np.uint8)
 
     # Run bytes for every plain-RLE tile and every palette-RLE tile, built in two passes.
     run_choice = choice[run_tile]
