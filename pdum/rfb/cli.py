@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
+from .bench import SECTIONS
 from .display import Display, serve
 from .notebook import publish_loop
 from .testing import ANIMATED, PATTERNS, render_pattern
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--only",
         action="append",
-        choices=("encoders", "peer", "latency", "scaling", "paced", "browser"),
+        choices=SECTIONS,
         help="repeatable",
     )
     return parser

@@ -82,7 +82,7 @@ def run(sections: Sequence[str] = SECTIONS, *, quick: bool = False) -> tuple[dic
     wanted = [section for section in peer_sections if section[0] in sections]
     with tempfile.TemporaryDirectory(prefix="pdum-rfb-bench-") as tmp:
         workdir = Path(tmp)
-        programs: peer.Programs | peer.Skip | None = None
+        programs: peer.Programs | peer.Skip = peer.Skip("no peer section asked for")
         if wanted:
             try:
                 programs = peer.build(workdir)  # compiled once for every section
@@ -90,8 +90,8 @@ def run(sections: Sequence[str] = SECTIONS, *, quick: bool = False) -> tuple[dic
                 programs = exc  # every peer section reports why
         for name, cases, render, title in wanted:
             try:
-                if not isinstance(programs, peer.Programs):
-                    raise programs or peer.Skip("not built")
+                if isinstance(programs, peer.Skip):
+                    raise programs
                 repeats = 1 if quick else 3 if name in ("latency", "paced") else 5  # CPU ratios: medians of 5
                 runs = peer.run_cases(programs, workdir, cases(quick), repeats=repeats, progress=_progress)
             except peer.Skip as exc:
