@@ -136,6 +136,42 @@ def test_floor_server_serves_every_client_every_frame() -> None:
         assert (result["frames"], result["clients"]) == (5, 2) and result["cpu_s"] >= 0
 
 
+def test_paced_floor_server_writes_every_frame_on_its_clock() -> None:
+    """With FPS the floor writes NFRAMES updates on a clock whether or not clients ask again,
+    each followed by its period, and then closes: every client reads exactly NFRAMES updates."""
+    port = peer.free_port()
+    with bench_server("floor_server", str(port), "2", "6", "1000", "30", "20") as (server, clients):
+        clients += [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+        for c in clients:
+            c.sendall(bytes(10))  # asked once; the clock does the rest
+        received = []
+        for c in clients:
+            data = b""
+            while chunk := c.recv(65536):
+                data += chunk
+            received.append(data)
+        assert received == [bytes(6000)] * 2
+        result = server_result(server)
+        assert (result["frames"], result["clients"]) == (6, 2)
+        assert result["wall_s"] >= 6 / 20 - 0.01  # six periods, not a burst
+
+
+def test_floor_table_bounds_the_scaling_ratio() -> None:
+    """Per encoding the floor stands for: its cost per extra client, and pdum.rfb's one client
+    plus only that cost over pdum.rfb's one client (the best ratio any own work could reach)."""
+
+    def floor(clients: int, cpu: float) -> peer.FloorRun:
+        return peer.FloorRun(clients, 307_216, frames=10, cpu_ms_per_frame=cpu, sys_ms_per_frame=cpu / 2)
+
+    def ours(clients: int, cpu: float) -> peer.Run:
+        return peer.Run("pdum", "seed_scene", 320, 240, "Raw", clients, frames=10, cpu_ms_per_frame=cpu)
+
+    text = report.floor_text({"Raw": [floor(1, 0.05), floor(16, 0.65)]}, [ours(1, 0.4), ours(16, 1.7)])
+    rows = [row.split(" | ") for row in text.splitlines()[2:]]
+    assert rows[0][:2] == ["| Raw", "1"] and rows[1][:3] == ["| Raw", "16", "307,216"]
+    assert rows[1][5:10] == ["13.00", "40.0", "1.70", "4.25", "2.50"]  # (0.4 + 0.6) / 0.4
+
+
 def test_peer_sections_say_why_they_were_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
     def cannot_build(workdir: object) -> None:
         raise peer.Skip("gcc not found")

@@ -22,6 +22,7 @@ Markdown, progress goes to stderr, and ``--json`` writes every number plus the m
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import tempfile
@@ -33,8 +34,9 @@ from typing import Any
 from . import browser, encoders, peer, report
 
 SECTIONS = ("encoders", "peer", "latency", "scaling", "paced", "browser")
-#: Bytes of one update in the asyncio floor: what a seed-scene Tight update is (83 on the wire).
-FLOOR_UPDATE_BYTES = 83
+#: The encodings of the scaling tables that get an asyncio floor: the smallest update (Tight) and
+#: the largest (Raw). The floor writes as many bytes a frame as pdum.rfb's client 0 received.
+FLOOR_ENCODINGS = ("Tight", "Raw")
 
 
 def _loadavg() -> float | None:
@@ -100,8 +102,8 @@ def run(sections: Sequence[str] = SECTIONS, *, quick: bool = False) -> tuple[dic
                 continue
             results[name] = [r.as_dict() for r in runs]
             parts += [f"### {title}\n", render(runs), ""]
-            if name == "scaling":
-                parts += scaling_floor(results, runs, programs, quick)
+            if name in ("scaling", "paced"):
+                parts += scaling_floor(results, name, runs, programs, quick)
     if "browser" in sections:
         parts += browser_section(results, quick)
     results["seconds"] = time.perf_counter() - started
@@ -114,19 +116,34 @@ def run(sections: Sequence[str] = SECTIONS, *, quick: bool = False) -> tuple[dic
 
 
 def scaling_floor(
-    results: dict[str, Any], runs: Sequence[peer.Run], programs: peer.Programs, quick: bool
+    results: dict[str, Any], section: str, runs: Sequence[peer.Run], programs: peer.Programs, quick: bool
 ) -> list[str]:
-    """The asyncio floor under the scaling table (floor_server.py): what one more client costs
-    an asyncio server that does no VNC work at all; fills ``results["scaling_floor"]``."""
-    floors = [
-        peer.run_floor(programs, n, 100 if quick else 600, FLOOR_UPDATE_BYTES, repeats=1 if quick else 5)
-        for n in peer.floor_clients(quick)
-    ]
-    results["scaling_floor"] = [f.as_dict() for f in floors]
+    """The asyncio floor under a scaling table (floor_server.py, same schedule as the table):
+    what one more client costs an asyncio server that does no VNC work at all, for updates the
+    size of pdum.rfb's Tight and Raw ones; fills ``results[section + "_floor"]``."""
+    paced = section == "paced"
+    fps = peer.PACED_FPS if paced else 0.0
+    floors: dict[str, list[peer.FloorRun]] = {}
+    for encoding in FLOOR_ENCODINGS:
+        ours = [r for r in runs if r.server == "pdum" and r.encoding == encoding]
+        one = next((r for r in ours if r.clients == 1), None)
+        if one is None or one.error is not None or math.isnan(one.bytes_per_frame):
+            continue  # no measured update size to stand for
+        clients = sorted({r.clients for r in ours})
+        nframes = one.frames if paced else 100 if quick else 600
+        floors[encoding] = [
+            peer.run_floor(programs, n, nframes, round(one.bytes_per_frame), fps=fps,
+                           repeats=1 if quick else 3 if paced else 5)
+            for n in clients
+        ]  # fmt: skip
+    results[f"{section}_floor"] = {enc: [f.as_dict() for f in fl] for enc, fl in floors.items()}
+    schedule = f"written at {fps:g} frames/s" if paced else "lock-step"
     note = (
-        "Floor: an asyncio server with no VNC work (`pdum/rfb/bench/floor_server.py`, lock-step, one "
-        f"{FLOOR_UPDATE_BYTES}-byte write per client and frame, like a seed-scene Tight update) and "
-        "minimal C clients (`benchmarks/peer/floor_client.c`); median of the runs."
+        "Floor: an asyncio server with no VNC work (`pdum/rfb/bench/floor_server.py`, one write per client "
+        "and frame of as many bytes as pdum.rfb's client 0 received per frame in that encoding, "
+        f"{schedule} like the table above) "
+        "and minimal C clients (`benchmarks/peer/floor_client.c`); median of the runs. The last number "
+        "bounds the scaling target: pdum.rfb's one client plus only the floor's cost per extra client."
     )
     return [note, "", report.floor_text(floors, runs), ""]
 

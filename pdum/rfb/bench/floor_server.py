@@ -1,13 +1,15 @@
 """The scaling section's floor: the least an asyncio server can spend per client and frame.
 
-usage: ``python -m pdum.rfb.bench.floor_server PORT NCLIENTS NFRAMES UPDATE_BYTES TIMEOUT_S``
+usage: ``python -m pdum.rfb.bench.floor_server PORT NCLIENTS NFRAMES UPDATE_BYTES TIMEOUT_S [FPS]``
 
 The lock-step of the peer benchmark (``pdum_server.py``) with nothing of VNC left: once every
 client (``benchmarks/peer/floor_client.c``) has sent its 10-byte request, the server writes
 ``UPDATE_BYTES`` bytes to each of them, and again when all have asked again, NFRAMES times. No
 parsing, no framebuffer, no encoding: an ``asyncio.Protocol`` per client, one ``transport.write``
-per client and frame, the kernel's send and receive on loopback and the event loop. It reads
-``getrusage(RUSAGE_SELF)`` around the run like the other servers and prints one JSON line.
+per client and frame, the kernel's send and receive on loopback and the event loop. With FPS the
+writes go out on a clock instead (the ``paced`` section's schedule: each followed by its whole
+period, the requests read and ignored), NFRAMES times. It reads ``getrusage(RUSAGE_SELF)``
+around the run like the other servers and prints one JSON line.
 
 What it shows: how much CPU one more client costs any asyncio server on this machine and
 Python, whatever it sends. pdum.rfb's own cost per extra client (the scaling table) is this
@@ -26,7 +28,7 @@ from typing import Any
 from .pdum_server import cpu_seconds, run_bounded
 
 
-async def _run(port: int, nclients: int, nframes: int, size: int) -> dict[str, Any]:
+async def _run(port: int, nclients: int, nframes: int, size: int, fps: float = 0.0) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     finished: asyncio.Future[None] = loop.create_future()
     update = bytes(size)
@@ -34,6 +36,7 @@ async def _run(port: int, nclients: int, nframes: int, size: int) -> dict[str, A
     waiting: set[int] = set()
     sent = 0
     started: tuple[float, float, int, float] | None = None
+    everyone: asyncio.Future[None] = loop.create_future()  # all connected and asked once
 
     def publish() -> None:
         nonlocal sent
@@ -53,11 +56,16 @@ async def _run(port: int, nclients: int, nframes: int, size: int) -> dict[str, A
 
         def data_received(self, data: bytes) -> None:
             nonlocal started
+            if everyone.done():  # paced: the clock writes, the requests are only read
+                return
             waiting.add(id(self))
             if len(waiting) == nclients:
                 if started is None:  # everyone connected and asked: the run starts
                     started = (*cpu_seconds(), time.perf_counter())
-                publish()
+                if fps > 0:
+                    everyone.set_result(None)
+                else:
+                    publish()
 
         def connection_lost(self, exc: Exception | None) -> None:
             if sent < nframes and not finished.done():
@@ -66,7 +74,16 @@ async def _run(port: int, nclients: int, nframes: int, size: int) -> dict[str, A
     server = await loop.create_server(Client, "127.0.0.1", port)
     try:
         print(f"READY {port}", flush=True)
-        await finished
+        if fps > 0:
+            await everyone
+            start = loop.time()
+            for k in range(nframes):
+                publish()
+                await asyncio.sleep(max(0.0, start + (k + 1) / fps - loop.time()))
+            if finished.done():  # a client left
+                await finished
+        else:
+            await finished
         user1, sys1, faults1 = cpu_seconds()
         assert started is not None
         user0, sys0, faults0, wall0 = started
@@ -86,11 +103,12 @@ async def _run(port: int, nclients: int, nframes: int, size: int) -> dict[str, A
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 5:
+    if len(args) not in (5, 6):
         print(__doc__, file=sys.stderr)
         return 2
-    port, nclients, nframes, size, timeout = (int(v) for v in args)
-    return run_bounded("floor_server", timeout, lambda: _run(port, nclients, nframes, size))
+    port, nclients, nframes, size, timeout = (int(v) for v in args[:5])
+    fps = float(args[5]) if len(args) == 6 else 0.0
+    return run_bounded("floor_server", timeout, lambda: _run(port, nclients, nframes, size, fps))
 
 
 if __name__ == "__main__":

@@ -334,6 +334,7 @@ class FloorRun:
 
     clients: int
     update_bytes: int
+    fps: float = 0.0  # 0: lock-step; else written on a clock at this rate
     frames: int = 0
     cpu_ms_per_frame: float = float("nan")
     sys_ms_per_frame: float = float("nan")
@@ -345,14 +346,24 @@ class FloorRun:
 
 
 def run_floor(
-    programs: Programs, clients: int, nframes: int, update_bytes: int, *, repeats: int, timeout: int = 60
+    programs: Programs,
+    clients: int,
+    nframes: int,
+    update_bytes: int,
+    *,
+    repeats: int,
+    timeout: int = 60,
+    fps: float = 0.0,
 ) -> FloorRun:
-    """The floor server and ``clients`` floor clients, ``repeats`` times (median by CPU)."""
+    """The floor server and ``clients`` floor clients, ``repeats`` times (median by CPU);
+    ``fps`` as in :func:`run_once`."""
     runs: list[FloorRun] = []
     for _ in range(repeats):
-        run = FloorRun(clients, update_bytes)
+        run = FloorRun(clients, update_bytes, fps)
         port = free_port()
         args = [str(port), str(clients), str(nframes), str(update_bytes), str(timeout)]
+        if fps > 0:
+            args.append(str(fps))
         server = subprocess.Popen(
             [sys.executable, "-m", "pdum.rfb.bench.floor_server", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

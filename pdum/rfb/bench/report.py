@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -211,16 +211,38 @@ def scaling_text(runs: Sequence[Run]) -> str:
     return table(headers, rows)
 
 
-def floor_text(floors: Sequence[FloorRun], pdum_runs: Sequence[Run]) -> str:
-    """The asyncio floor (floor_server.py) per client count, next to pdum.rfb's Tight rows."""
-    ours = {r.clients: r for r in pdum_runs if r.server == "pdum" and r.encoding == "Tight"}
-    one = floors[0].cpu_ms_per_frame if floors and floors[0].clients == 1 else float("nan")
+def floor_text(floors: Mapping[str, Sequence[FloorRun]], pdum_runs: Sequence[Run]) -> str:
+    """The asyncio floor (floor_server.py) per encoding it stands for and client count, next to
+    pdum.rfb's rows of that encoding.
+
+    The last numeric column is the bound the floor puts on the scaling target: pdum.rfb's one
+    client plus only what the floor pays per extra client, over pdum.rfb's one client. A ratio
+    target below that number cannot be met by any amount of work on pdum.rfb's own code."""
     rows = []
-    for f in floors:
-        tight = ours.get(f.clients)
-        rows.append([str(f.clients), str(f.update_bytes), fmt(f.cpu_ms_per_frame), fmt(f.sys_ms_per_frame),
-                     ratio(f.cpu_ms_per_frame, one),
-                     fmt(tight.cpu_ms_per_frame) if tight else "", f.error or "ok"])  # fmt: skip
-    headers = ["clients", "bytes an update", "floor CPU ms/frame", "floor kernel ms", "floor x one client",
-               "pdum Tight CPU ms/frame", "status"]  # fmt: skip
+    for encoding, runs in floors.items():
+        ours = {r.clients: r for r in pdum_runs if r.server == "pdum" and r.encoding == encoding}
+        floor_one = next((f for f in runs if f.clients == 1), None)
+        pdum_one = ours.get(1)
+        for f in runs:
+            pdum = ours.get(f.clients)
+            extra = (
+                (f.cpu_ms_per_frame - floor_one.cpu_ms_per_frame) / (f.clients - 1) * 1000.0
+                if floor_one is not None and f.clients > 1
+                else float("nan")
+            )
+            bound = (
+                ratio(pdum_one.cpu_ms_per_frame + f.cpu_ms_per_frame - floor_one.cpu_ms_per_frame,
+                      pdum_one.cpu_ms_per_frame)
+                if pdum_one is not None and floor_one is not None
+                else ""
+            )  # fmt: skip
+            rows.append([encoding, str(f.clients), f"{f.update_bytes:,}", fmt(f.cpu_ms_per_frame),
+                         fmt(f.sys_ms_per_frame),
+                         ratio(f.cpu_ms_per_frame, floor_one.cpu_ms_per_frame) if floor_one else "",
+                         fmt(extra), fmt(pdum.cpu_ms_per_frame) if pdum else "",
+                         ratio(pdum.cpu_ms_per_frame, pdum_one.cpu_ms_per_frame) if pdum and pdum_one else "",
+                         bound, f.error or "ok"])  # fmt: skip
+    headers = ["stands for", "clients", "bytes an update", "floor CPU ms/frame", "floor kernel ms",
+               "floor x one client", "floor us per extra client", "pdum CPU ms/frame", "pdum x one client",
+               "pdum x one client if extra clients cost only the floor", "status"]  # fmt: skip
     return table(headers, rows)
