@@ -11,6 +11,7 @@ Sections (``--only`` picks some):
 * ``scaling``: server CPU per published frame with 1, 4 and 16 clients, both servers (lock-step);
 * ``paced``: the same with 1 and 16 clients at a real frame rate: each server publishes on its
   own clock at 30 frames/s, as a notebook's ``publish_loop`` does, and idles between frames;
+  both scaling tables are followed by their asyncio floor (:func:`scaling_floor`);
 * ``browser``: noVNC in headless Chromium: publish-to-canvas latency of our server, and the
   CPU of ``pdum-rfb demo`` with one viewer, see :mod:`.browser`.
 
