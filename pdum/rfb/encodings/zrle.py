@@ -12,11 +12,13 @@ Why this shape:
   but several times slower; TigerVNC chooses the same way.
 * All per-pixel work (colour counting, run detection, palette lookup, bit packing, run-length
   bytes) is vectorised; Python only loops over tiles.
-* Colours are counted by sorting ``tile << 32 | pixel`` keys rather than with ``np.unique``: same
+* Colours are counted by sorting ``tile << 32 | colour`` keys rather than with ``np.unique``: same
   result (sorted distinct values per tile), but the SIMD sort is an order of magnitude faster on
-  NumPy 2 for frames with many colours. A tile with more runs than a palette holds colours is
-  first counted on a sample of its pixels (``_many_colours``): when the sample alone shows more
-  than 127 colours (photos, noise) the tile goes raw or plain RLE without sorting all its pixels.
+  NumPy 2 for frames with many colours. The keys are those of the tile's runs, not its pixels (a
+  run is one colour; text and flat content have many pixels per run). A tile with more runs than
+  a palette holds colours is first counted on a sample of its pixels (``_many_colours``): when the
+  sample alone shows more than 127 colours (photos, noise) the tile goes raw or plain RLE without
+  sorting all its runs.
 * Palette indices are looked up once per run, not per pixel, and packed-palette tiles of the same
   width and bit depth are packed as the rows of one array.
 * For the common 32 bpp formats (R,G,B,x and B,G,R,x) the pixel values come straight from the
@@ -282,11 +284,6 @@ def encode_tiles(rgb: np.ndarray, pixel_format: PixelFormat) -> bytes:
     total = int(offsets[-1])
     tile_ids = np.arange(n_tiles, dtype=np.int64)
 
-    def tiles_of(chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(mask of the pixels of the ``chosen`` tiles, their tile ids in stream order): per-pixel
-        arrays only as large as needed, and a bool mask instead of a frame of int64 tile ids."""
-        return np.repeat(chosen, areas), np.repeat(tile_ids[chosen], areas[chosen])
-
     # Runs (in stream order, never crossing a tile boundary).
     breaks = np.empty(total, dtype=bool)
     breaks[0] = True
@@ -301,18 +298,15 @@ def encode_tiles(rgb: np.ndarray, pixel_format: PixelFormat) -> bytes:
     extra_len = np.bincount(run_tile[long_runs], weights=(run_len[long_runs] - 1) // 255, minlength=n_tiles)
     extra_len = extra_len.astype(np.int64)
 
-    # Colours per tile: distinct ``tile << 32 | value`` keys, sorted. A one-run tile has one colour,
-    # and a tile whose sample already shows more colours than a palette holds needs no exact
-    # count (photos, noise), so only the pixels of the other tiles are sorted.
+    # Colours per tile: distinct ``tile << 32 | value`` keys, sorted. A tile's colours are its
+    # runs' colours, so the keys are built per run, not per pixel (text: a run is many pixels).
+    # A one-run tile has one colour, and a tile whose sample already shows more colours than a
+    # palette holds needs no exact count (photos, noise), so only the other tiles' runs are sorted.
     multi = n_runs > 1
     many = _many_colours(flat, offsets, areas, multi & (n_runs > MAX_RLE_PALETTE))
     counted = multi & ~many
-    if counted.all():
-        pick: np.ndarray | slice = slice(None)
-        pick_tiles = np.repeat(tile_ids, areas)
-    else:
-        pick, pick_tiles = tiles_of(counted)
-    uniq, counts = _tile_colours(pick_tiles, flat[pick], n_tiles)
+    counted_runs = np.repeat(counted, n_runs)
+    uniq, counts = _tile_colours(run_tile[counted_runs], flat[run_start[counted_runs]], n_tiles)
     # (a tile with "many" colours gets any count past the palettes')
     n_colours = np.where(counted, counts, np.where(many, MAX_RLE_PALETTE + 1, 1))
     colour_first = _exclusive_cumsum(np.where(counted, n_colours, 0))
