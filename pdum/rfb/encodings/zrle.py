@@ -91,33 +91,34 @@ def _tile_order(values: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, np.nda
     stream lists them, into ``out`` (``H*W`` or ``H*W x C``).
 
     Returns ``out`` and, per tile, its width and height. Copies whole bands of full-width tiles
-    with one reshape each, so this costs a few array copies rather than a loop per tile.
+    with one strided copy each, straight into ``out``, so this costs one pass over the pixels
+    rather than a loop per tile (or a copy per band and another to join them).
     """
     h, w = values.shape[:2]
     rest = values.shape[2:]
     inner = tuple(range(3, 3 + len(rest)))
     full_x = (w // TILE) * TILE
-    parts: list[np.ndarray] = []
+    n = full_x // TILE
     widths: list[int] = []
     heights: list[int] = []
+    pos = 0
     for y0 in range(0, h, TILE):
         band = values[y0 : y0 + TILE]
         bh = band.shape[0]
-        if full_x:
-            n = full_x // TILE
+        if n:
+            size = n * bh * TILE
             tiles = band[:, :full_x].reshape(bh, n, TILE, *rest).transpose(1, 0, 2, *inner)
-            parts.append(tiles.reshape(-1, *rest))
+            np.copyto(out[pos : pos + size].reshape(n, bh, TILE, *rest), tiles)
+            pos += size
             widths.extend([TILE] * n)
             heights.extend([bh] * n)
         if full_x < w:
-            parts.append(band[:, full_x:].reshape(-1, *rest))
+            size = bh * (w - full_x)
+            np.copyto(out[pos : pos + size].reshape(bh, w - full_x, *rest), band[:, full_x:])
+            pos += size
             widths.append(w - full_x)
             heights.append(bh)
-    return (
-        np.concatenate(parts, out=out),
-        np.array(widths, dtype=np.int64),
-        np.array(heights, dtype=np.int64),
-    )
+    return out, np.array(widths, dtype=np.int64), np.array(heights, dtype=np.int64)
 
 
 def _rgb24_order(pixel_format: PixelFormat) -> bool | None:
