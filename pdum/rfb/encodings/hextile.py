@@ -144,11 +144,12 @@ class HextileEncoder:
         values = wire.view(dtype).reshape(height, width)
         rows, cols = -(-height // TILE), -(-width // TILE)
         n_tiles = rows * cols
-        grid = scratch("hextile.grid", (rows * TILE, cols * TILE), np.int64)
         padded = rows * TILE != height or cols * TILE != width
+        grid = values  # whole tiles: straight from the pixel values, widened as they are copied
         if padded:
+            grid = scratch("hextile.grid", (rows * TILE, cols * TILE), np.int64)
             grid.fill(_PAD)
-        grid[:height, :width] = values
+            grid[:height, :width] = values
         tiles = scratch("hextile.tiles", (n_tiles, TILE, TILE), np.int64)
         by_tile = grid.reshape(rows, TILE, cols, TILE).transpose(0, 2, 1, 3)
         tiles.reshape(rows, cols, TILE, TILE)[...] = by_tile
