@@ -171,6 +171,8 @@ def _run_bytes(
     255, so only the head bytes and the final length byte of each run need writing. Runs over
     255 pixels are rare, so the division is only done for them.
     """
+    if not len(lengths):  # (often: a rectangle without plain-RLE or palette-RLE tiles)
+        return np.zeros(0, dtype=np.uint8), np.zeros(1, dtype=np.int64)
     k = heads.shape[1]
     last = lengths - 1
     extra = np.zeros(len(lengths), dtype=np.int64)
@@ -333,6 +335,8 @@ def encode_tiles(rgb: np.ndarray, pixel_format: PixelFormat) -> bytes:
 
     def palette_index(tiles: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Index of each value in its tile's sorted palette."""
+        if not len(tiles):
+            return np.zeros(0, dtype=np.uint8)
         return (np.searchsorted(uniq, _tile_keys(tiles, values)) - colour_first[tiles]).astype(np.uint8)
 
     # Run bytes for every plain-RLE tile and every palette-RLE tile, built in two passes.
