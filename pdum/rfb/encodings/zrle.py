@@ -306,7 +306,10 @@ def encode_tiles(rgb: np.ndarray, pixel_format: PixelFormat) -> bytes:
     # A one-run tile has one colour, and a tile whose sample already shows more colours than a
     # palette holds needs no exact count (photos, noise), so only the other tiles' runs are sorted.
     multi = n_runs > 1
-    many = _many_colours(flat, offsets, areas, multi & (n_runs > MAX_RLE_PALETTE))
+    # (sampled only where the sample is smaller than the tile's runs: text has many runs but a
+    # few colours, and its runs are cheaper to count exactly than an eighth of its pixels)
+    sampled = (n_runs > MAX_RLE_PALETTE) & (n_runs > -(-areas // SAMPLE_STEP))
+    many = _many_colours(flat, offsets, areas, multi & sampled)
     counted = multi & ~many
     counted_runs = np.repeat(counted, n_runs)
     uniq, counts = _tile_colours(run_tile[counted_runs], flat[run_start[counted_runs]], n_tiles)
