@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .pdum_server import cpu_seconds, run_bounded
+from .pdum_server import cpu_seconds, on_clock, run_bounded
 
 
 async def _run(port: int, nclients: int, nframes: int, size: int, fps: float = 0.0) -> dict[str, Any]:
@@ -76,10 +76,7 @@ async def _run(port: int, nclients: int, nframes: int, size: int, fps: float = 0
         print(f"READY {port}", flush=True)
         if fps > 0:
             await everyone
-            start = loop.time()
-            for k in range(nframes):
-                publish()
-                await asyncio.sleep(max(0.0, start + (k + 1) / fps - loop.time()))
+            await on_clock(fps, nframes, lambda _: publish())
             if finished.done():  # a client left
                 await finished
         else:

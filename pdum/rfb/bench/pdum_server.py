@@ -102,14 +102,10 @@ async def _run(
                 # up: a task switch per frame would bill this harness's bookkeeping to the server.
                 publish_next()
 
-    async def paced() -> None:
-        """Frames 1..N-1 on a fixed schedule (publish_loop's), each followed by its period."""
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        for k in range(1, nframes):
-            publish_ns.append(time.monotonic_ns())
-            display.publish(frames[k])
-            await asyncio.sleep(max(0.0, start + k / fps - loop.time()))
+    def publish_at(k: int) -> None:
+        """Frame k + 1 on the clock (frame 0 went out before the run)."""
+        publish_ns.append(time.monotonic_ns())
+        display.publish(frames[k + 1])
 
     Session._handlers[m.FramebufferUpdateRequest] = on_request
     display = await serve(width, height, host="127.0.0.1", port=None, vnc_port=port, name="pdum.rfb")
@@ -136,7 +132,7 @@ async def _run(
         cpu0 = cpu_seconds()
         wall0 = time.perf_counter()
         if fps > 0:
-            await paced()
+            await on_clock(fps, nframes - 1, publish_at)
         else:
             publish_next()
             await finished.wait()
@@ -170,6 +166,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_bounded(
         "pdum_server", timeout, lambda: _run(port, width, height, nframes, path, nclients, fps)
     )
+
+
+async def on_clock(fps: float, count: int, action: Callable[[int], None]) -> None:
+    """``action(k)`` for k in 0..count-1 at ``start + k / fps``, each followed by its whole period
+    (publish_loop's schedule): the paced runs of this server and of the asyncio floor."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for k in range(count):
+        action(k)
+        await asyncio.sleep(max(0.0, start + (k + 1) / fps - loop.time()))
 
 
 def run_bounded(name: str, timeout: int, run: Callable[[], Awaitable[dict[str, Any]]]) -> int:
