@@ -206,7 +206,7 @@ def _many_colours(
 
     Every ``SAMPLE_STEP``-th pixel of such a tile already shows more than 127 colours (a lower
     bound on the tile's count, so never a wrong "many"); those tiles go raw or plain RLE whatever
-    their exact count, and sorting an eighth of their pixels replaces sorting all of them.
+    their exact count, and sorting an eighth of their pixels replaces sorting all their runs.
     Tiles whose sample shows fewer are counted exactly by the caller.
     """
     many = np.zeros(len(areas), dtype=bool)
@@ -222,7 +222,8 @@ def _many_colours(
 
 
 def _tile_keys(tiles: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """``tile << 32 | value`` for each pixel: sorted, a tile's colours in ascending order.
+    """``tile << 32 | value`` for each (tile, value) pair (runs or sampled pixels): sorted, a
+    tile's colours in ascending order.
 
     Written into a scratch buffer (the caller is done with it before the next call): as three
     frame-sized temporaries, the keys faulted ~80 fresh pages a 320x240 frame in the server."""
@@ -233,8 +234,8 @@ def _tile_keys(tiles: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _tile_colours(tiles: np.ndarray, values: np.ndarray, n_tiles: int) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct :func:`_tile_keys` of pixels (``tiles``: each one's tile), ascending, and how
-    many colours each of ``n_tiles`` tiles has."""
+    """The distinct :func:`_tile_keys` of ``values`` (``tiles``: each one's tile), ascending, and
+    how many colours each of ``n_tiles`` tiles has."""
     keys = _tile_keys(tiles, values)
     keys.sort()
     distinct = np.ones(len(keys), dtype=bool)
