@@ -233,7 +233,7 @@ class Session:
         #: A plan made by :meth:`kick` that the writer must encode (in a thread) and send.
         self._handoff: UpdatePlan | None = None
         self._clip_memo: tuple[Any, Any] | None = None
-        #: The transport's write-without-waiting, if it has one (TcpStream.write_now).
+        #: The transport's write-without-waiting, if it has one (TcpStream, WebSocketStream).
         self._write_now: Callable[[bytes], None] | None = getattr(stream, "write_now", None)
         # Push-mode reading (_read_pushed): what the transport's callback tells the reader task.
         self._pushed = asyncio.Event()

@@ -30,7 +30,8 @@ class ByteStream(Protocol):
         ...
 
     # Optional: ``write_now(data: bytes) -> None`` writes without waiting when ``pending_bytes()``
-    # is 0 (TCP). Sessions then send in-step updates straight from the event loop (session.py).
+    # is 0 (TCP, the WebSocket bridge). Sessions then send in-step updates straight from the
+    # event loop (session.py).
 
     async def close(self) -> None:
         """Close the connection; safe to call more than once."""

@@ -52,6 +52,11 @@ class WebSocketStream:
         query = parse_qs(urlsplit(request.path).query) if request is not None else {}
         #: The notebook widget's id (``?widget=...``), so its overlay shows its own stats.
         self.tag: str | None = query.get("widget", [None])[0]
+        #: Write without awaiting (see :meth:`_write_direct`), when this websockets release has
+        #: what it needs; the session then sends in-step updates straight from the event loop.
+        self.write_now: Callable[[bytes], None] | None = (
+            self._write_direct if _can_write_direct(connection) else None
+        )
 
     async def read(self) -> bytes:
         """Raises :class:`ProtocolError` for a text frame and :class:`LimitExceeded` for a message
@@ -75,6 +80,22 @@ class WebSocketStream:
         except ConnectionClosed as exc:
             raise ConnectionResetError(str(exc)) from exc
 
+    def _write_direct(self, data: bytes) -> None:
+        """Frame ``data`` as one binary message and hand it to the transport now, for a caller
+        that saw ``pending_bytes()`` at 0 (what ``send()`` does, minus its task-side waiting):
+        no wake-up of the session's writer task per update, which with many viewers was most of
+        what each extra one cost (docs/performance.md). The next :meth:`write` waits for
+        whatever the transport had to buffer."""
+        ws = self._ws
+        if ws.protocol.state is not OPEN or ws.send_in_progress is not None:
+            raise ConnectionResetError("WebSocket not open")
+        ws.protocol.send_binary(data)
+        try:
+            ws.send_data()
+        except Exception as exc:  # what send() does too: the connection is unusable
+            ws.transport.abort()
+            raise ConnectionResetError(str(exc)) from exc
+
     def pending_bytes(self) -> int:
         transport = self._ws.transport
         return transport.get_write_buffer_size() if transport is not None else 0
@@ -84,6 +105,14 @@ class WebSocketStream:
             await asyncio.wait_for(self._ws.close(), timeout=0.5)
         except Exception:
             self._ws.transport.abort()
+
+
+def _can_write_direct(connection: ServerConnection) -> bool:
+    """Whether ``connection`` has the sans-I/O ``protocol``, ``send_data()`` and
+    ``send_in_progress`` that :meth:`WebSocketStream._write_direct` uses (websockets' asyncio
+    connection has had them since it was added; if a release drops one, writes go through
+    ``send()``)."""
+    return all(hasattr(connection, name) for name in ("protocol", "send_data", "send_in_progress"))
 
 
 HttpHandler = Callable[[str, Headers], Awaitable[tuple[int, str, bytes] | None]]
