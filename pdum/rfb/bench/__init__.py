@@ -12,6 +12,9 @@ Sections (``--only`` picks some):
 * ``paced``: the same with 1 and 16 clients at a real frame rate: each server publishes on its
   own clock at 30 frames/s, as a notebook's ``publish_loop`` does, and idles between frames;
   both scaling tables are followed by their asyncio floor (:func:`scaling_floor`);
+* ``websocket``: server CPU per frame with 1 and 16 WebSocket viewers (websockify-style Tight
+  clients) at the demo's 10 frames/s, in-step updates written from the event loop or through
+  ``send()``, see :mod:`.websocket_viewers`;
 * ``browser``: noVNC in headless Chromium: publish-to-canvas latency of our server, and the
   CPU of ``pdum-rfb demo`` with one viewer, see :mod:`.browser`.
 
@@ -32,9 +35,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import browser, encoders, peer, report
+from . import browser, encoders, peer, report, websocket_viewers
 
-SECTIONS = ("encoders", "peer", "latency", "scaling", "paced", "browser")
+SECTIONS = ("encoders", "peer", "latency", "scaling", "paced", "websocket", "browser")
 #: The encodings of the scaling tables that get an asyncio floor: the smallest update (Tight) and
 #: the largest (Raw). The floor writes as many bytes a frame as pdum.rfb's client 0 received.
 FLOOR_ENCODINGS = ("Tight", "Raw")
@@ -105,6 +108,11 @@ def run(sections: Sequence[str] = SECTIONS, *, quick: bool = False) -> tuple[dic
             parts += [f"### {title}\n", render(runs), ""]
             if name in ("scaling", "paced"):
                 parts += scaling_floor(results, name, runs, programs, quick)
+    if "websocket" in sections:
+        viewers = websocket_viewers.run(quick, progress=_progress)
+        results["websocket"] = [r.as_dict() for r in viewers]
+        title = f"WebSocket viewers at {websocket_viewers.FPS:g} frames/s (seed scene 320x240, Tight)"
+        parts += [f"### {title}\n", websocket_note(), "", report.websocket_text(viewers), ""]
     if "browser" in sections:
         parts += browser_section(results, quick)
     results["seconds"] = time.perf_counter() - started
@@ -160,6 +168,16 @@ def browser_section(results: dict[str, Any], quick: bool) -> list[str]:
         return [f"### {title}\n", f"skipped: {exc}", ""]
     results["browser"] = {"latency": [r.as_dict() for r in latency], "demo_cpu": demo.as_dict()}
     return [f"### {title}\n", report.browser_latency_text(latency), "", report.demo_cpu_text(demo), ""]
+
+
+def websocket_note() -> str:
+    return (
+        "Minimal websockify-style clients (`pdum/rfb/bench/websocket_viewers.py`, Python, one Tight update "
+        "request after another) through the WebSocket bridge; server CPU per published frame, median of "
+        "the runs. 'direct': in-step updates written from the event loop (`WebSocketStream.write_now`); "
+        "'send': the session's writer task awaits websockets' `send()`, what happens when the installed "
+        "websockets lacks what `write_now` needs."
+    )
 
 
 def encoders_note() -> str:

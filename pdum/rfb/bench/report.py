@@ -24,6 +24,7 @@ from .. import __version__
 from .browser import BrowserLatency, DemoCpu
 from .encoders import EncoderResult
 from .peer import FloorRun, Run
+from .websocket_viewers import ViewerRun
 
 
 def machine() -> dict[str, Any]:
@@ -245,4 +246,28 @@ def floor_text(floors: Mapping[str, Sequence[FloorRun]], pdum_runs: Sequence[Run
     headers = ["stands for", "clients", "bytes an update", "floor CPU ms/frame", "floor kernel ms",
                "floor x one client", "floor us per extra client", "pdum CPU ms/frame", "pdum x one client",
                "pdum x one client if extra clients cost only the floor", "status"]  # fmt: skip
+    return table(headers, rows)
+
+
+def websocket_text(runs: Sequence[ViewerRun]) -> str:
+    """WebSocket viewers: CPU per frame with 1 and 16 of them, for each way in-step updates are
+    written, each count's cost over one viewer's (same way) and direct writes over ``send()``."""
+    by = {(r.write, r.clients): r for r in runs}
+    rows = []
+    for r in runs:
+        one = by.get((r.write, 1))
+        other = by.get(("send", r.clients))
+        extra = (
+            (r.cpu_ms_per_frame - one.cpu_ms_per_frame) / (r.clients - 1) * 1000.0
+            if one is not None and r.clients > 1
+            else float("nan")
+        )
+        took_path = r.direct == (r.write == "direct")
+        status = r.error or ("wrong path" if not took_path else "ok" if r.every_frame else "not all frames")
+        rows.append([str(r.clients), r.write, fmt(r.cpu_ms_per_frame), fmt(r.sys_ms_per_frame),
+                     ratio(r.cpu_ms_per_frame, one.cpu_ms_per_frame) if one else "", fmt(extra),
+                     ratio(r.cpu_ms_per_frame, other.cpu_ms_per_frame) if other and r.write != "send" else "",
+                     status])  # fmt: skip
+    headers = ["viewers", "in-step updates written", "CPU ms/frame", "kernel ms", "x one viewer",
+               "us per extra viewer", "direct / send", "status"]  # fmt: skip
     return table(headers, rows)

@@ -1,0 +1,311 @@
+"""The ``websocket`` section: what WebSocket viewers (noVNC, the widget) cost, one and sixteen.
+
+usage: ``python -m pdum.rfb.bench.websocket_viewers serve NCLIENTS NFRAMES FPS WRITE TIMEOUT_S``
+and ``python -m pdum.rfb.bench.websocket_viewers client PORT``
+
+The scaling tables measure libvncclient over TCP; a browser viewer comes through the WebSocket
+bridge instead, with its own framing and its own way from a publish to the socket. Here a server
+process publishes the seed scene (320x240) on a clock, as the demo does, to websockify-style
+clients that ask for one Tight update after another: minimal Python clients that parse just
+enough of Tight to find where an update ends (one browser per viewer would take the machine, and
+the clients' CPU is not the server's). The server reads ``getrusage(RUSAGE_SELF)`` around the run
+like the other benchmark servers and prints one JSON line, with how many updates each viewer got.
+
+WRITE says how an in-step update reaches the socket: ``direct``, the default (the session writes
+it from the event loop through ``WebSocketStream.write_now``), or ``send``, what a session does
+when the installed websockets lacks what ``write_now`` needs (it wakes its writer task, which
+awaits ``send()``). Both run in the same section, so the table compares them on the same machine
+at the same moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..display import serve
+from ..testing import seed_scene
+from ..transports import websocket
+from .pdum_server import cpu_seconds, on_clock, run_bounded
+
+WIDTH, HEIGHT = 320, 240
+FPS = 10.0  # the demo's rate
+WRITES = ("direct", "send")
+#: Extra wait once every viewer holds frame 0 and asks for more (start-up updates settle).
+SETTLE_S = 0.3
+TIGHT = 7
+
+
+# -- the server ---------------------------------------------------------------------------------------
+async def _serve(nclients: int, nframes: int, fps: float, write: str) -> dict[str, Any]:
+    if write == "send":  # benchmark-only switch: the path taken when write_now is unavailable
+        websocket._can_write_direct = lambda connection: False  # type: ignore[assignment]
+    frames = [np.ascontiguousarray(seed_scene(WIDTH, HEIGHT, t)) for t in range(nframes + 1)]
+    display = await serve(WIDTH, HEIGHT, host="127.0.0.1", port=0, vnc_port=None)
+    try:
+        display.publish(frames[0])
+        print(f"READY {display.port}", flush=True)
+        sessions = display.server.sessions
+
+        def everyone_waiting() -> bool:
+            return len(sessions) >= nclients and all(
+                s.ready and s.stats.updates_sent >= 1 and s.request is not None for s in sessions.values()
+            )
+
+        while not everyone_waiting():  # start-up only, not measured
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(SETTLE_S)
+        sent0 = {cid: s.stats.updates_sent for cid, s in sessions.items()}
+        cpu0 = cpu_seconds()
+        wall0 = time.perf_counter()
+        await on_clock(fps, nframes, lambda k: display.publish(frames[k + 1]))
+        wall1 = time.perf_counter()
+        cpu1 = cpu_seconds()
+        return {
+            "cpu_s": (cpu1[0] - cpu0[0]) + (cpu1[1] - cpu0[1]),
+            "cpu_sys_s": cpu1[1] - cpu0[1],
+            "wall_s": wall1 - wall0,
+            "frames": nframes,
+            "clients": len(sessions),
+            "updates": [s.stats.updates_sent - sent0.get(cid, 0) for cid, s in sessions.items()],
+            "direct": all(getattr(s.stream, "write_now", None) is not None for s in sessions.values()),
+        }
+    finally:
+        await display.aclose()
+
+
+# -- the client ---------------------------------------------------------------------------------------
+class _WsBytes:
+    """The server's binary WebSocket messages as one byte stream (client frames masked)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Protocol: binary\r\n\r\n".encode()
+        )
+        raw = b""
+        while b"\r\n\r\n" not in raw:
+            raw += self._recv()
+        head, self.raw = raw.split(b"\r\n\r\n", 1)
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise SystemExit(f"no WebSocket upgrade: {head[:80]!r}")
+        self.data = bytearray()
+
+    def _recv(self) -> bytes:
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise SystemExit(0)  # the server closed: the run is over
+        return chunk
+
+    def _next_frame(self) -> None:
+        while True:
+            raw = self.raw
+            if len(raw) >= 2:
+                n, start = raw[1] & 127, 2
+                if n == 126:
+                    n, start = (struct.unpack(">H", raw[2:4])[0], 4) if len(raw) >= 4 else (-1, 0)
+                elif n == 127:
+                    n, start = (struct.unpack(">Q", raw[2:10])[0], 10) if len(raw) >= 10 else (-1, 0)
+                if n >= 0 and len(raw) >= start + n:
+                    if raw[0] & 0x0F in (0x0, 0x2):  # binary data or its continuation
+                        self.data += raw[start : start + n]
+                    self.raw = raw[start + n :]
+                    return
+            self.raw += self._recv()
+
+    def read(self, n: int) -> bytes:
+        while len(self.data) < n:
+            self._next_frame()
+        out = bytes(self.data[:n])
+        del self.data[:n]
+        return out
+
+    def send(self, payload: bytes) -> None:
+        header = bytes([0x82, 0x80 | len(payload)])  # RFB client messages here are < 126 bytes
+        self.sock.sendall(header + b"\0\0\0\0" + payload)  # a zero mask leaves the payload as is
+
+
+def _compact_length(ws: _WsBytes) -> int:
+    length, shift = 0, 0
+    for _ in range(3):
+        byte = ws.read(1)[0]
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    return length
+
+
+def _skip_tight(ws: _WsBytes, width: int, height: int) -> None:
+    """Read one Tight rectangle's payload (32 bpp depth 24: 3-byte TPIXELs) without decoding it."""
+    control = ws.read(1)[0] >> 4
+    if control == 0x8:  # fill
+        ws.read(3)
+        return
+    if control == 0x9:  # JPEG
+        ws.read(_compact_length(ws))
+        return
+    filter_id = ws.read(1)[0] if control & 0x4 else 0
+    row = width * 3
+    if filter_id == 1:  # palette
+        colours = ws.read(1)[0] + 1
+        ws.read(colours * 3)
+        row = (width + 7) // 8 if colours <= 2 else width
+    size = row * height
+    ws.read(size if size < 12 else _compact_length(ws))
+
+
+def _client(port: int) -> int:
+    """Ask for one Tight update after another until the server closes; print how many came."""
+    ws = _WsBytes(port)
+    if ws.read(12) != b"RFB 003.008\n":
+        raise SystemExit("not an RFB 3.8 server")
+    ws.send(b"RFB 003.008\n")
+    ws.read(ws.read(1)[0])
+    ws.send(b"\x01")  # security None (the benchmark server has no password)
+    ws.read(4)
+    ws.send(b"\x01")  # shared
+    width, height, bpp, depth, _, true_colour = struct.unpack(">HHBBBB", ws.read(8))
+    if (bpp, depth, true_colour) != (32, 24, 1):
+        raise SystemExit(f"unexpected pixel format {bpp} bpp depth {depth}")
+    ws.read(12)
+    ws.read(struct.unpack(">I", ws.read(4))[0])
+    ws.send(struct.pack(">BxHi", 2, 1, TIGHT))
+    ws.send(struct.pack(">BBHHHH", 3, 0, 0, 0, width, height))
+    incremental = struct.pack(">BBHHHH", 3, 1, 0, 0, width, height)
+    updates = 0
+    try:
+        while True:
+            kind = ws.read(1)[0]
+            if kind == 0:
+                (count,) = struct.unpack(">xH", ws.read(3))
+                for _ in range(count):
+                    _, _, w, h, encoding = struct.unpack(">HHHHi", ws.read(12))
+                    if encoding != TIGHT:
+                        raise SystemExit(f"unexpected encoding {encoding}")
+                    _skip_tight(ws, w, h)
+                updates += 1
+                ws.send(incremental)
+            elif kind == 2:  # Bell
+                continue
+            elif kind == 3:  # ServerCutText
+                ws.read(3)
+                ws.read(struct.unpack(">I", ws.read(4))[0])
+            else:
+                raise SystemExit(f"unexpected server message {kind}")
+    finally:
+        print(f"UPDATES {updates}", flush=True)
+
+
+# -- the harness ----------------------------------------------------------------------------------------
+@dataclass
+class ViewerRun:
+    """One server process with ``clients`` WebSocket viewers, in-step updates written ``write``."""
+
+    write: str
+    clients: int
+    frames: int
+    fps: float
+    cpu_ms_per_frame: float = float("nan")
+    sys_ms_per_frame: float = float("nan")
+    every_frame: bool = False  # every viewer was sent every frame during the run
+    direct: bool = False  # whether the sessions had write_now (must match ``write``)
+    error: str | None = None
+    repeats: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_once(clients: int, nframes: int, write: str, *, fps: float = FPS, timeout: int = 60) -> ViewerRun:
+    run = ViewerRun(write, clients, nframes, fps)
+    module = "pdum.rfb.bench.websocket_viewers"
+    args = [str(clients), str(nframes), str(fps), write, str(timeout)]
+    server = subprocess.Popen([sys.executable, "-m", module, "serve", *args],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert server.stdout is not None
+    viewers: list[subprocess.Popen[Any]] = []
+    try:
+        line = server.stdout.readline()
+        if not line.startswith("READY"):
+            raise RuntimeError(f"server did not start: {line!r}")
+        port = line.split()[1]
+        viewers = [
+            subprocess.Popen(
+                [sys.executable, "-m", module, "client", port],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            for _ in range(clients)
+        ]
+        out, err = server.communicate(timeout=timeout + 10)
+        if server.returncode != 0 or not out.strip():
+            raise RuntimeError(f"server exited with {server.returncode}: {err[-300:]}")
+        result = json.loads(out.strip().splitlines()[-1])
+        run.cpu_ms_per_frame = result["cpu_s"] / nframes * 1000.0
+        run.sys_ms_per_frame = result["cpu_sys_s"] / nframes * 1000.0
+        run.every_frame = result["clients"] == clients and all(u == nframes for u in result["updates"])
+        run.direct = bool(result["direct"])
+    except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+        run.error = str(exc)
+    finally:
+        for proc in [*viewers, server]:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            if proc.stderr is not None:
+                proc.stderr.close()
+    return run
+
+
+def run(quick: bool, progress: Callable[[str], None] | None = None) -> list[ViewerRun]:
+    """1 and 16 viewers, each way of writing; the median of 3 runs by CPU (1 with ``quick``).
+    The two ways alternate run by run, so a slow spell of the machine hits both."""
+    nframes = 20 if quick else 60
+    repeats = 1 if quick else 3
+    collected: dict[tuple[str, int], list[ViewerRun]] = {}
+    for _ in range(repeats):
+        for clients in (1, 16):
+            for write in WRITES:
+                if progress is not None:
+                    progress(f"websocket: {clients} viewers, {write} writes")
+                collected.setdefault((write, clients), []).append(run_once(clients, nframes, write))
+    chosen = []
+    for runs in collected.values():
+        good = sorted((r for r in runs if r.error is None), key=lambda r: r.cpu_ms_per_frame)
+        pick = good[len(good) // 2] if good else runs[0]
+        pick.repeats = [r.cpu_ms_per_frame for r in runs]
+        chosen.append(pick)
+    return chosen
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) == 6 and args[0] == "serve" and args[4] in WRITES:
+        nclients, nframes, fps, write = int(args[1]), int(args[2]), float(args[3]), args[4]
+        return run_bounded("websocket_viewers", int(args[5]), lambda: _serve(nclients, nframes, fps, write))
+    if len(args) == 2 and args[0] == "client":
+        return _client(int(args[1]))
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
