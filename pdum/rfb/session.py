@@ -345,6 +345,9 @@ class Session:
             if self._push_error is not None:
                 raise self._push_error
             if self._push_ended:
+                failure = getattr(self.stream, "failure", None)  # why a WebSocket stream ended
+                if failure is not None:
+                    raise failure
                 if self.connection.buffered:
                     raise self._left_mid_message()
                 return

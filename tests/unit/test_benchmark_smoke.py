@@ -217,26 +217,26 @@ def test_pdum_server_delivers_every_frame_in_lock_step_and_paced(tmp_path: Path,
             assert result["wall_s"] >= 0.9 * (nframes - 1) / fps
 
 
-@pytest.mark.parametrize("write", ["direct", "send"])
-def test_websocket_viewers_get_every_frame_either_way(write: str) -> None:
-    """The websocket section's server and clients: every viewer is sent every frame, through the
-    write path the run names (a client that misreads a Tight update leaves, and fails this)."""
-    run = websocket_viewers.run_once(2, 5, write, fps=20.0, timeout=30)
+@pytest.mark.parametrize("path", websocket_viewers.PATHS)
+def test_websocket_viewers_get_every_frame_either_way(path: str) -> None:
+    """The websocket section's server and clients: every viewer is sent every frame, served the
+    way the run names (a client that misreads a Tight update leaves, and fails this)."""
+    run = websocket_viewers.run_once(2, 5, path, fps=20.0, timeout=30)
     assert run.error is None, run.error
-    assert run.every_frame and run.direct == (write == "direct")
+    assert run.every_frame and run.direct == (path == "direct")
     assert run.cpu_ms_per_frame > 0
 
 
-def test_websocket_table_compares_direct_writes_with_send() -> None:
-    def viewers(write: str, clients: int, cpu: float, direct: bool) -> websocket_viewers.ViewerRun:
-        run = websocket_viewers.ViewerRun(write, clients, 10, 10.0, cpu_ms_per_frame=cpu)
+def test_websocket_table_compares_the_direct_path_with_recv_send() -> None:
+    def viewers(path: str, clients: int, cpu: float, direct: bool) -> websocket_viewers.ViewerRun:
+        run = websocket_viewers.ViewerRun(path, clients, 10, 10.0, cpu_ms_per_frame=cpu)
         run.sys_ms_per_frame = cpu / 4
         run.every_frame, run.direct = True, direct
         return run
 
-    runs = [viewers("direct", 1, 1.0, True), viewers("send", 1, 1.0, False),
-            viewers("direct", 16, 1.9, True), viewers("send", 16, 2.5, True)]  # fmt: skip
+    runs = [viewers("direct", 1, 1.0, True), viewers("recv-send", 1, 1.0, False),
+            viewers("direct", 16, 1.9, True), viewers("recv-send", 16, 2.5, True)]  # fmt: skip
     rows = [row.strip("| ").split(" | ") for row in report.websocket_text(runs).splitlines()[2:]]
     assert rows[2] == ["16", "direct", "1.90", "0.475", "1.90", "60.0", "0.76", "ok"]
-    assert rows[3][:6] == ["16", "send", "2.50", "0.625", "2.50", "100"]
-    assert rows[3][7] == "wrong path"  # a "send" run whose sessions had write_now measured the wrong thing
+    assert rows[3][:6] == ["16", "recv-send", "2.50", "0.625", "2.50", "100"]
+    assert rows[3][7] == "wrong path"  # a recv-send run whose sessions took the direct path measured nothing

@@ -13,8 +13,8 @@ Sections (``--only`` picks some):
   own clock at 30 frames/s, as a notebook's ``publish_loop`` does, and idles between frames;
   both scaling tables are followed by their asyncio floor (:func:`scaling_floor`);
 * ``websocket``: server CPU per frame with 1 and 16 WebSocket viewers (websockify-style Tight
-  clients) at the demo's 10 frames/s, in-step updates written from the event loop or through
-  ``send()``, see :mod:`.websocket_viewers`;
+  clients) at the demo's 10 frames/s, served from websockets' callbacks or through its
+  ``recv()``/``send()``, see :mod:`.websocket_viewers`;
 * ``browser``: noVNC in headless Chromium: publish-to-canvas latency of our server, and the
   CPU of ``pdum-rfb demo`` with one viewer, see :mod:`.browser`.
 
@@ -174,9 +174,10 @@ def websocket_note() -> str:
     return (
         "Minimal websockify-style clients (`pdum/rfb/bench/websocket_viewers.py`, Python, one Tight update "
         "request after another) through the WebSocket bridge; server CPU per published frame, median of "
-        "the runs. 'direct': in-step updates written from the event loop (`WebSocketStream.write_now`); "
-        "'send': the session's writer task awaits websockets' `send()`, what happens when the installed "
-        "websockets lacks what `write_now` needs."
+        "the runs. 'direct': the viewer's bytes handed over from websockets' frame callback and in-step "
+        "updates written from the event loop (`WebSocketStream.set_receiver`, `write_now`); 'recv-send': "
+        "the session's tasks await websockets' `recv()` and `send()`, what happens when the installed "
+        "websockets lacks what the direct path uses."
     )
 
 

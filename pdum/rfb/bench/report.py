@@ -250,24 +250,24 @@ def floor_text(floors: Mapping[str, Sequence[FloorRun]], pdum_runs: Sequence[Run
 
 
 def websocket_text(runs: Sequence[ViewerRun]) -> str:
-    """WebSocket viewers: CPU per frame with 1 and 16 of them, for each way in-step updates are
-    written, each count's cost over one viewer's (same way) and direct writes over ``send()``."""
-    by = {(r.write, r.clients): r for r in runs}
+    """WebSocket viewers: CPU per frame with 1 and 16 of them, for each path between session and
+    socket, each count's cost over one viewer's (same path) and the direct path over recv/send."""
+    by = {(r.path, r.clients): r for r in runs}
     rows = []
     for r in runs:
-        one = by.get((r.write, 1))
-        other = by.get(("send", r.clients))
+        one = by.get((r.path, 1))
+        other = by.get(("recv-send", r.clients))
         extra = (
             (r.cpu_ms_per_frame - one.cpu_ms_per_frame) / (r.clients - 1) * 1000.0
             if one is not None and r.clients > 1
             else float("nan")
         )
-        took_path = r.direct == (r.write == "direct")
+        took_path = r.direct == (r.path == "direct")
         status = r.error or ("wrong path" if not took_path else "ok" if r.every_frame else "not all frames")
-        rows.append([str(r.clients), r.write, fmt(r.cpu_ms_per_frame), fmt(r.sys_ms_per_frame),
-                     ratio(r.cpu_ms_per_frame, one.cpu_ms_per_frame) if one else "", fmt(extra),
-                     ratio(r.cpu_ms_per_frame, other.cpu_ms_per_frame) if other and r.write != "send" else "",
+        versus = ratio(r.cpu_ms_per_frame, other.cpu_ms_per_frame) if other and r.path == "direct" else ""
+        rows.append([str(r.clients), r.path, fmt(r.cpu_ms_per_frame), fmt(r.sys_ms_per_frame),
+                     ratio(r.cpu_ms_per_frame, one.cpu_ms_per_frame) if one else "", fmt(extra), versus,
                      status])  # fmt: skip
-    headers = ["viewers", "in-step updates written", "CPU ms/frame", "kernel ms", "x one viewer",
-               "us per extra viewer", "direct / send", "status"]  # fmt: skip
+    headers = ["viewers", "path", "CPU ms/frame", "kernel ms", "x one viewer", "us per extra viewer",
+               "direct / recv-send", "status"]  # fmt: skip
     return table(headers, rows)

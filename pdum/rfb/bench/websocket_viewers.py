@@ -1,6 +1,6 @@
 """The ``websocket`` section: what WebSocket viewers (noVNC, the widget) cost, one and sixteen.
 
-usage: ``python -m pdum.rfb.bench.websocket_viewers serve NCLIENTS NFRAMES FPS WRITE TIMEOUT_S``
+usage: ``python -m pdum.rfb.bench.websocket_viewers serve NCLIENTS NFRAMES FPS PATH TIMEOUT_S``
 and ``python -m pdum.rfb.bench.websocket_viewers client PORT``
 
 The scaling tables measure libvncclient over TCP; a browser viewer comes through the WebSocket
@@ -11,11 +11,12 @@ enough of Tight to find where an update ends (one browser per viewer would take 
 the clients' CPU is not the server's). The server reads ``getrusage(RUSAGE_SELF)`` around the run
 like the other benchmark servers and prints one JSON line, with how many updates each viewer got.
 
-WRITE says how an in-step update reaches the socket: ``direct``, the default (the session writes
-it from the event loop through ``WebSocketStream.write_now``), or ``send``, what a session does
-when the installed websockets lacks what ``write_now`` needs (it wakes its writer task, which
-awaits ``send()``). Both run in the same section, so the table compares them on the same machine
-at the same moment.
+PATH says how the session meets the socket: ``direct``, the default (the viewer's bytes are handed
+over from websockets' frame callback, ``WebSocketStream.set_receiver``, and in-step updates are
+written from the event loop, ``WebSocketStream.write_now``), or ``recv-send``, what a session
+does when the installed websockets lacks what those use (its reader task awaits ``recv()``, its
+writer task ``send()``). Both run in the same section, so the table compares them on the same
+machine at the same moment.
 """
 
 from __future__ import annotations
@@ -42,16 +43,17 @@ from .pdum_server import cpu_seconds, on_clock, run_bounded
 
 WIDTH, HEIGHT = 320, 240
 FPS = 10.0  # the demo's rate
-WRITES = ("direct", "send")
+PATHS = ("direct", "recv-send")
 #: Extra wait once every viewer holds frame 0 and asks for more (start-up updates settle).
 SETTLE_S = 0.3
 TIGHT = 7
 
 
 # -- the server ---------------------------------------------------------------------------------------
-async def _serve(nclients: int, nframes: int, fps: float, write: str) -> dict[str, Any]:
-    if write == "send":  # benchmark-only switch: the path taken when write_now is unavailable
+async def _serve(nclients: int, nframes: int, fps: float, path: str) -> dict[str, Any]:
+    if path == "recv-send":  # benchmark-only switches: the paths taken without websockets' internals
         websocket._can_write_direct = lambda connection: False  # type: ignore[assignment]
+        websocket._ROUTABLE = False
     frames = [np.ascontiguousarray(seed_scene(WIDTH, HEIGHT, t)) for t in range(nframes + 1)]
     display = await serve(WIDTH, HEIGHT, host="127.0.0.1", port=0, vnc_port=None)
     try:
@@ -80,10 +82,15 @@ async def _serve(nclients: int, nframes: int, fps: float, write: str) -> dict[st
             "frames": nframes,
             "clients": len(sessions),
             "updates": [s.stats.updates_sent - sent0.get(cid, 0) for cid, s in sessions.items()],
-            "direct": all(getattr(s.stream, "write_now", None) is not None for s in sessions.values()),
+            "direct": all(_direct(s.stream) for s in sessions.values()),
         }
     finally:
         await display.aclose()
+
+
+def _direct(stream: Any) -> bool:
+    """Whether a session's stream takes the direct path (bytes pushed, updates written now)."""
+    return all(getattr(stream, name, None) is not None for name in ("write_now", "set_receiver"))
 
 
 # -- the client ---------------------------------------------------------------------------------------
@@ -216,16 +223,16 @@ def _client(port: int) -> int:
 # -- the harness ----------------------------------------------------------------------------------------
 @dataclass
 class ViewerRun:
-    """One server process with ``clients`` WebSocket viewers, in-step updates written ``write``."""
+    """One server process with ``clients`` WebSocket viewers, served the ``path`` way."""
 
-    write: str
+    path: str
     clients: int
     frames: int
     fps: float
     cpu_ms_per_frame: float = float("nan")
     sys_ms_per_frame: float = float("nan")
     every_frame: bool = False  # every viewer was sent every frame during the run
-    direct: bool = False  # whether the sessions had write_now (must match ``write``)
+    direct: bool = False  # whether the sessions had set_receiver and write_now (must match ``path``)
     error: str | None = None
     repeats: list[float] = field(default_factory=list)
 
@@ -233,10 +240,10 @@ class ViewerRun:
         return asdict(self)
 
 
-def run_once(clients: int, nframes: int, write: str, *, fps: float = FPS, timeout: int = 60) -> ViewerRun:
-    run = ViewerRun(write, clients, nframes, fps)
+def run_once(clients: int, nframes: int, path: str, *, fps: float = FPS, timeout: int = 60) -> ViewerRun:
+    run = ViewerRun(path, clients, nframes, fps)
     module = "pdum.rfb.bench.websocket_viewers"
-    args = [str(clients), str(nframes), str(fps), write, str(timeout)]
+    args = [str(clients), str(nframes), str(fps), path, str(timeout)]
     server = subprocess.Popen([sys.executable, "-m", module, "serve", *args],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     assert server.stdout is not None
@@ -276,17 +283,17 @@ def run_once(clients: int, nframes: int, write: str, *, fps: float = FPS, timeou
 
 
 def run(quick: bool, progress: Callable[[str], None] | None = None) -> list[ViewerRun]:
-    """1 and 16 viewers, each way of writing; the median of 3 runs by CPU (1 with ``quick``).
+    """1 and 16 viewers, each path; the median of 3 runs by CPU (1 with ``quick``).
     The two ways alternate run by run, so a slow spell of the machine hits both."""
     nframes = 20 if quick else 60
     repeats = 1 if quick else 3
     collected: dict[tuple[str, int], list[ViewerRun]] = {}
     for _ in range(repeats):
         for clients in (1, 16):
-            for write in WRITES:
+            for path in PATHS:
                 if progress is not None:
-                    progress(f"websocket: {clients} viewers, {write} writes")
-                collected.setdefault((write, clients), []).append(run_once(clients, nframes, write))
+                    progress(f"websocket: {clients} viewers, {path}")
+                collected.setdefault((path, clients), []).append(run_once(clients, nframes, path))
     chosen = []
     for runs in collected.values():
         good = sorted((r for r in runs if r.error is None), key=lambda r: r.cpu_ms_per_frame)
@@ -298,9 +305,9 @@ def run(quick: bool, progress: Callable[[str], None] | None = None) -> list[View
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) == 6 and args[0] == "serve" and args[4] in WRITES:
-        nclients, nframes, fps, write = int(args[1]), int(args[2]), float(args[3]), args[4]
-        return run_bounded("websocket_viewers", int(args[5]), lambda: _serve(nclients, nframes, fps, write))
+    if len(args) == 6 and args[0] == "serve" and args[4] in PATHS:
+        nclients, nframes, fps, path = int(args[1]), int(args[2]), float(args[3]), args[4]
+        return run_bounded("websocket_viewers", int(args[5]), lambda: _serve(nclients, nframes, fps, path))
     if len(args) == 2 and args[0] == "client":
         return _client(int(args[1]))
     print(__doc__, file=sys.stderr)

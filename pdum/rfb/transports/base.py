@@ -29,6 +29,10 @@ class ByteStream(Protocol):
         """Bytes accepted by :meth:`write` that the peer has not taken yet."""
         ...
 
+    # Optional: ``set_receiver(receiver: Callable[[bytes], None]) -> None`` hands every later chunk
+    # to ``receiver`` as it arrives (``b""`` at the end, then an optional ``failure`` attribute
+    # says why) instead of :meth:`read` (TCP, the WebSocket bridge).
+
     # Optional: ``write_now(data: bytes) -> None`` writes without waiting when ``pending_bytes()``
     # is 0 (TCP, the WebSocket bridge). Sessions then send in-step updates straight from the
     # event loop (session.py).

@@ -6,6 +6,11 @@ becomes one RFB session of the same Display. websockify itself forks and install
 handlers, so it cannot run inside a Jupyter kernel; the ``websockets`` library runs on the
 kernel's own event loop instead.
 
+As over TCP (transports/tcp.py), the session takes the client's bytes as they arrive
+(:meth:`WebSocketStream.set_receiver`, fed from :class:`RfbConnection.process_event`) and writes
+in-step updates without waiting (:meth:`WebSocketStream.write_now`): no task wakes per request
+or per update, which was most of what one more viewer cost (docs/performance.md).
+
 The same port answers plain HTTP (see :mod:`pdum.rfb.web`): the full-page viewer, ``/health``
 and ``/metrics``.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -24,9 +30,9 @@ from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import CloseCode
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import OPEN
+from websockets.protocol import OPEN, Event
 from websockets.typing import Subprotocol
 
 from ..protocol.errors import LimitExceeded, ProtocolError
@@ -36,6 +42,75 @@ log = logging.getLogger(__name__)
 #: Largest WebSocket message a client may send; RFB client messages are small.
 #: The Display passes ``Limits.max_ws_message`` instead.
 DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024
+#: Bytes buffered for :meth:`WebSocketStream.read` before the socket stops being read (as TCP).
+READ_LIMIT = 128 * 1024
+_DATA_OPCODES = (Opcode.BINARY, Opcode.CONT, Opcode.TEXT)
+#: Whether websockets hands each received frame to ``process_event`` (its asyncio connection
+#: has since it was added); without it :class:`RfbConnection` routes nothing and streams read
+#: through ``recv()``.
+_ROUTABLE = callable(getattr(ServerConnection, "process_event", None))
+
+
+class RfbConnection(ServerConnection):
+    """websockets' server connection with its data frames handed to the connection's
+    :class:`WebSocketStream` as they arrive, instead of queued for ``recv()``.
+
+    RFB is one byte stream: where the client cut it into messages or fragments means nothing, so
+    each binary frame's payload (a fragment's too) is the next stretch of it. A text frame is a
+    protocol error (``None`` to the stream). Ping, pong and close frames stay websockets' own.
+    Frames that arrive before the stream exists wait for :meth:`attach`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rfb_stream: WebSocketStream | None = None
+        self._rfb_early: list[bytes | None] = []
+        self._rfb_lost: bool | None = None  # set when the connection ended before attach()
+        self._rfb_in_text = False
+        self._rfb_early_paused = False
+
+    def attach(self, stream: WebSocketStream) -> None:
+        self._rfb_stream = stream
+        early, self._rfb_early = self._rfb_early, []
+        if self._rfb_early_paused:
+            self._rfb_early_paused = False
+            if self._rfb_lost is None:
+                self.transport.resume_reading()  # type: ignore[attr-defined]
+        for data in early:
+            stream._frame(data)
+        if self._rfb_lost is not None:
+            stream._lost(self._rfb_lost)
+
+    def process_event(self, event: Event) -> None:
+        if (
+            not _ROUTABLE
+            or self.request is None
+            or not isinstance(event, Frame)
+            or event.opcode not in _DATA_OPCODES
+        ):
+            super().process_event(event)  # the opening handshake and control frames
+            return
+        text = event.opcode is Opcode.TEXT or (event.opcode is Opcode.CONT and self._rfb_in_text)
+        self._rfb_in_text = text and not event.fin
+        data = None if text else bytes(event.data)
+        if data == b"":
+            return  # an empty frame (a fragmented message's last one, say): nothing for RFB, not an end
+        if self._rfb_stream is not None:
+            self._rfb_stream._frame(data)
+            return
+        self._rfb_early.append(data)
+        early = sum(len(d) for d in self._rfb_early if d is not None)
+        if early > READ_LIMIT and not self._rfb_early_paused:  # bounded until the stream takes over
+            self._rfb_early_paused = True
+            self.transport.pause_reading()  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        sent = self.protocol.close_sent
+        too_big = sent is not None and sent.code == CloseCode.MESSAGE_TOO_BIG
+        if self._rfb_stream is not None:
+            self._rfb_stream._lost(too_big)
+        else:
+            self._rfb_lost = too_big
 
 
 class WebSocketStream:
@@ -57,11 +132,110 @@ class WebSocketStream:
         self.write_now: Callable[[bytes], None] | None = (
             self._write_direct if _can_write_direct(connection) else None
         )
+        #: Why the stream ended, if not by a plain close: a text frame (ProtocolError) or a message
+        #: over ``max_message`` (LimitExceeded). :meth:`read` raises it; after ``b""`` from
+        #: :meth:`set_receiver`'s receiver the session raises it.
+        self.failure: Exception | None = None
+        self._close_code: tuple[int, str] = (CloseCode.NORMAL_CLOSURE, "")
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._reading_paused = False
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._eof = False
+        self._receiver: Callable[[bytes], None] | None = None
+        routed = _ROUTABLE and isinstance(connection, RfbConnection)
+        #: Bytes handed over as they arrive (see :meth:`_set_receiver`) when the connection routes
+        #: its frames to this stream; otherwise the session reads through ``recv()``.
+        self.set_receiver: Callable[[Callable[[bytes], None]], None] | None = (
+            self._set_receiver if routed else None
+        )
+        if routed:
+            assert isinstance(connection, RfbConnection)
+            connection.attach(self)
 
+    # -- reading ------------------------------------------------------------------------------------
     async def read(self) -> bytes:
-        """Raises :class:`ProtocolError` for a text frame and :class:`LimitExceeded` for a message
-        over ``max_message`` (websockets refuses it from its header, before reading the payload,
-        and closes with 1009); the session logs and counts both."""
+        """Some bytes from the client; ``b""`` once it has gone. Raises :class:`ProtocolError`
+        for a text frame and :class:`LimitExceeded` for a message over ``max_message``
+        (websockets refuses it from its header, before reading the payload, and closes with
+        1009); the session logs and counts both."""
+        if self.set_receiver is None:
+            return await self._recv()
+        while not self._chunks:
+            if self._eof:
+                if self.failure is not None:
+                    raise self.failure
+                return b""
+            self._read_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._read_waiter
+            finally:
+                self._read_waiter = None
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        self._resume_reading()
+        return data
+
+    def _set_receiver(self, receiver: Callable[[bytes], None]) -> None:
+        """From now on hand every stretch of the stream to ``receiver`` as it arrives (``b""``
+        at the end, then :attr:`failure` says why if it was not a plain close), starting with
+        anything :meth:`read` has not returned yet."""
+        self._receiver = receiver
+        if self._chunks:
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+            self._buffered = 0
+            self._resume_reading()
+            receiver(data)
+        if self._eof:
+            receiver(b"")
+
+    def _frame(self, data: bytes | None) -> None:
+        """A data frame's payload from :class:`RfbConnection` (``None``: a text frame)."""
+        if self._eof:
+            return  # after a text frame nothing more is read
+        if data is None:
+            self.failure = ProtocolError("text WebSocket frame; RFB needs binary frames")
+            self._close_code = (CloseCode.UNSUPPORTED_DATA, "binary frames only")
+            self._end()
+            return
+        if self._receiver is not None:
+            self._receiver(data)
+            return
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered > READ_LIMIT and not self._reading_paused and self._ws.transport is not None:
+            self._reading_paused = True
+            self._ws.transport.pause_reading()  # type: ignore[attr-defined]
+        self._wake_reader()
+
+    def _lost(self, too_big: bool) -> None:
+        if too_big and self.failure is None:
+            self.failure = LimitExceeded(f"WebSocket message over {self._max_message} bytes")
+        self._end()
+
+    def _end(self) -> None:
+        if self._eof:
+            return
+        self._eof = True
+        if self._receiver is not None:
+            self._receiver(b"")
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        waiter = self._read_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused:
+            self._reading_paused = False
+            if not self._eof:
+                self._ws.transport.resume_reading()  # type: ignore[attr-defined]
+
+    async def _recv(self) -> bytes:
+        """:meth:`read` through websockets' ``recv()``, for a connection that does not route."""
         try:
             message = await self._ws.recv()
         except ConnectionClosed as exc:
@@ -102,7 +276,7 @@ class WebSocketStream:
 
     async def close(self) -> None:
         try:
-            await asyncio.wait_for(self._ws.close(), timeout=0.5)
+            await asyncio.wait_for(self._ws.close(*self._close_code), timeout=0.5)
         except Exception:
             self._ws.transport.abort()
 
@@ -144,10 +318,10 @@ class WebSocketBridge:
         self._on_violation = on_violation
         self._server: WsServer | None = None
 
-    def _connection_class(self) -> type[ServerConnection]:
+    def _connection_class(self) -> type[RfbConnection]:
         on_violation = self._on_violation
 
-        class Connection(ServerConnection):
+        class Connection(RfbConnection):
             async def handshake(self, *args: Any, **kwargs: Any) -> None:
                 await super().handshake(*args, **kwargs)
                 failed = self.protocol.handshake_exc
