@@ -93,6 +93,19 @@ async def _watch(display: rfb.Display, frames: list[np.ndarray], viewers: int = 
         return screens
 
 
+def _served_and_watched(frames: list[np.ndarray]) -> list[np.ndarray]:
+    """:func:`_watch` on a fresh WebSocket-only display, closed afterwards."""
+
+    async def scenario() -> list[np.ndarray]:
+        display = await rfb.serve(W, H, port=0, vnc_port=None)
+        try:
+            return await _watch(display, frames)
+        finally:
+            await display.aclose()
+
+    return run_async(scenario())
+
+
 async def _until_asked(display: rfb.Display, viewers: int) -> None:
     """Wait until every session holds a pending request (so the publish meets them all asleep)."""
     for _ in range(500):
@@ -116,14 +129,7 @@ def test_in_step_websocket_viewers_get_updates_written_from_the_loop(monkeypatch
 
     monkeypatch.setattr(WebSocketStream, "_write_direct", counting)
 
-    async def scenario() -> list[np.ndarray]:
-        display = await rfb.serve(W, H, port=0, vnc_port=None)
-        try:
-            return await _watch(display, FRAMES)
-        finally:
-            await display.aclose()
-
-    screens = run_async(scenario())
+    screens = _served_and_watched(FRAMES)
     for screen in screens:
         np.testing.assert_array_equal(screen, FRAMES[-1])
     # Every published frame reached both viewers through the direct write, whole (header + rect).
@@ -142,14 +148,7 @@ def test_without_websockets_internals_bytes_go_through_recv_and_send(monkeypatch
 
     monkeypatch.setattr(WebSocketStream, "__init__", recording_init)
 
-    async def scenario() -> list[np.ndarray]:
-        display = await rfb.serve(W, H, port=0, vnc_port=None)
-        try:
-            return await _watch(display, FRAMES)
-        finally:
-            await display.aclose()
-
-    screens = run_async(scenario())
+    screens = _served_and_watched(FRAMES)
     assert len(streams) == 2
     assert all(stream.write_now is None and stream.set_receiver is None for stream in streams)
     for screen in screens:
@@ -202,14 +201,7 @@ def test_requests_after_the_handshake_do_not_wake_the_reader(monkeypatch: pytest
 
     monkeypatch.setattr(WebSocketStream, "read", counting)
 
-    async def scenario() -> list[np.ndarray]:
-        display = await rfb.serve(W, H, port=0, vnc_port=None)
-        try:
-            return await _watch(display, FRAMES * 3)
-        finally:
-            await display.aclose()
-
-    screens = run_async(scenario())
+    screens = _served_and_watched(FRAMES * 3)
     for screen in screens:
         np.testing.assert_array_equal(screen, FRAMES[-1])
     # version, security type, ClientInit; then SetEncodings and 10 requests went past read()

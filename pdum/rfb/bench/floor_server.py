@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
-from .pdum_server import cpu_seconds, on_clock, run_bounded
+from .pdum_server import CpuWindow, on_clock, run_bounded
 
 
 async def _run(port: int, nclients: int, nframes: int, size: int, fps: float = 0.0) -> dict[str, Any]:
@@ -35,7 +34,7 @@ async def _run(port: int, nclients: int, nframes: int, size: int, fps: float = 0
     transports: list[asyncio.Transport] = []
     waiting: set[int] = set()
     sent = 0
-    started: tuple[float, float, int, float] | None = None
+    started: CpuWindow | None = None
     everyone: asyncio.Future[None] = loop.create_future()  # all connected and asked once
 
     def publish() -> None:
@@ -61,7 +60,7 @@ async def _run(port: int, nclients: int, nframes: int, size: int, fps: float = 0
             waiting.add(id(self))
             if len(waiting) == nclients:
                 if started is None:  # everyone connected and asked: the run starts
-                    started = (*cpu_seconds(), time.perf_counter())
+                    started = CpuWindow()
                 if fps > 0:
                     everyone.set_result(None)
                 else:
@@ -81,17 +80,8 @@ async def _run(port: int, nclients: int, nframes: int, size: int, fps: float = 0
                 await finished
         else:
             await finished
-        user1, sys1, faults1 = cpu_seconds()
         assert started is not None
-        user0, sys0, faults0, wall0 = started
-        return {
-            "cpu_s": (user1 - user0) + (sys1 - sys0),
-            "cpu_sys_s": sys1 - sys0,
-            "wall_s": time.perf_counter() - wall0,
-            "frames": nframes,
-            "clients": nclients,
-            "minor_faults": faults1 - faults0,
-        }
+        return {**started.numbers(), "frames": nframes, "clients": nclients}
     finally:
         server.close()
         for transport in transports:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..display import serve
-from .pdum_server import cpu_seconds, run_bounded
+from .pdum_server import CpuWindow, run_bounded
 from .scenes import SCENES
 
 #: The frame counter: ``COUNTER_BITS`` blocks of ``BLOCK`` x ``BLOCK`` pixels along the top row
@@ -58,8 +58,7 @@ async def _run(width: int, height: int, nframes: int, fps: float, scene: str) ->
         await loop.run_in_executor(None, sys.stdin.readline)
         publish_ns: list[int] = []
         period = 1.0 / fps
-        cpu0 = cpu_seconds()
-        wall0 = time.perf_counter()
+        window = CpuWindow()
         start = loop.time() + period
         for k in range(1, nframes):
             delay = start + (k - 1) * period - loop.time()
@@ -68,12 +67,8 @@ async def _run(width: int, height: int, nframes: int, fps: float, scene: str) ->
             publish_ns.append(time.time_ns())
             display.publish(frames[k])
         await asyncio.sleep(min(1.0, 5 * period))  # let the last frame go out
-        wall1 = time.perf_counter()
-        cpu1 = cpu_seconds()
         return {
-            "cpu_s": (cpu1[0] - cpu0[0]) + (cpu1[1] - cpu0[1]),
-            "cpu_sys_s": cpu1[1] - cpu0[1],
-            "wall_s": wall1 - wall0,
+            **window.numbers(),
             "frames": nframes - 1,
             "publish_ns": publish_ns,
             "clients": display.client_count,

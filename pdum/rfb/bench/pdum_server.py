@@ -53,6 +53,26 @@ def cpu_seconds() -> tuple[float, float, int]:
     return usage.ru_utime, usage.ru_stime, usage.ru_minflt
 
 
+class CpuWindow:
+    """This process's CPU (every thread), minor page faults and wall time from construction to
+    :meth:`numbers`: what every benchmark server measures around its run and reports."""
+
+    def __init__(self) -> None:
+        self._user, self._sys, self._faults = cpu_seconds()
+        self._wall = time.perf_counter()
+
+    def numbers(self) -> dict[str, float]:
+        wall = time.perf_counter()
+        user, sys_, faults = cpu_seconds()
+        return {
+            "cpu_s": (user - self._user) + (sys_ - self._sys),
+            "cpu_user_s": user - self._user,
+            "cpu_sys_s": sys_ - self._sys,
+            "wall_s": wall - self._wall,
+            "minor_faults": faults - self._faults,
+        }
+
+
 def _caught_up(display: Display, session: Session) -> bool:
     """The client has been sent the current frame and asked for the next update."""
     return (
@@ -129,25 +149,19 @@ async def _run(
         if fps > 0:  # the stock request handler from here: the clock publishes, not the requests
             Session._handlers[m.FramebufferUpdateRequest] = original
         bytes0 = sum(s.stats.bytes_sent for s in sessions.values())
-        cpu0 = cpu_seconds()
-        wall0 = time.perf_counter()
+        window = CpuWindow()
         if fps > 0:
             await on_clock(fps, nframes - 1, publish_at)
         else:
             publish_next()
             await finished.wait()
-        wall1 = time.perf_counter()
-        cpu1 = cpu_seconds()
+        measured = window.numbers()
         bytes1 = sum(s.stats.bytes_sent for s in sessions.values())
         return {
-            "cpu_s": (cpu1[0] - cpu0[0]) + (cpu1[1] - cpu0[1]),
-            "cpu_user_s": cpu1[0] - cpu0[0],
-            "cpu_sys_s": cpu1[1] - cpu0[1],
-            "wall_s": wall1 - wall0,
+            **measured,
             "frames": nframes - 1,
             "clients": len(sessions),
             "bytes_sent": bytes1 - bytes0,
-            "minor_faults": cpu1[2] - cpu0[2],
             "publish_ns": publish_ns,
         }
     finally:

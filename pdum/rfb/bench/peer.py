@@ -96,6 +96,17 @@ def build(workdir: Path) -> Programs:
     return programs
 
 
+def stop_processes(procs: Sequence[subprocess.Popen[Any]]) -> None:
+    """Kill whichever of a run's processes still run, reap them all and close their pipes."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -223,12 +234,7 @@ def run_once(
         run.error = str(exc)
         return run
     finally:
-        for p in [*procs, server]:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        if server.stdout is not None:
-            server.stdout.close()
+        stop_processes([*procs, server])
         errlog.close()
     frames = int(result["frames"])
     run.frames = frames
@@ -385,10 +391,7 @@ def run_floor(
         except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
             run.error = str(exc)
         finally:
-            for proc in [*procs, server]:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait()
+            stop_processes([*procs, server])
         runs.append(run)
     chosen = _median_by_cpu(runs)
     chosen.repeats = [r.cpu_ms_per_frame for r in runs]

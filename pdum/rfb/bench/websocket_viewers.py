@@ -29,7 +29,6 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -39,7 +38,8 @@ import numpy as np
 from ..display import serve
 from ..testing import seed_scene
 from ..transports import websocket
-from .pdum_server import cpu_seconds, on_clock, run_bounded
+from .pdum_server import CpuWindow, on_clock, run_bounded
+from .peer import stop_processes
 
 WIDTH, HEIGHT = 320, 240
 FPS = 10.0  # the demo's rate
@@ -70,15 +70,10 @@ async def _serve(nclients: int, nframes: int, fps: float, path: str) -> dict[str
             await asyncio.sleep(0.01)
         await asyncio.sleep(SETTLE_S)
         sent0 = {cid: s.stats.updates_sent for cid, s in sessions.items()}
-        cpu0 = cpu_seconds()
-        wall0 = time.perf_counter()
+        window = CpuWindow()
         await on_clock(fps, nframes, lambda k: display.publish(frames[k + 1]))
-        wall1 = time.perf_counter()
-        cpu1 = cpu_seconds()
         return {
-            "cpu_s": (cpu1[0] - cpu0[0]) + (cpu1[1] - cpu0[1]),
-            "cpu_sys_s": cpu1[1] - cpu0[1],
-            "wall_s": wall1 - wall0,
+            **window.numbers(),
             "frames": nframes,
             "clients": len(sessions),
             "updates": [s.stats.updates_sent - sent0.get(cid, 0) for cid, s in sessions.items()],
@@ -273,12 +268,7 @@ def run_once(clients: int, nframes: int, path: str, *, fps: float = FPS, timeout
     except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
         run.error = str(exc)
     finally:
-        for proc in [*viewers, server]:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            if proc.stderr is not None:
-                proc.stderr.close()
+        stop_processes([*viewers, server])
     return run
 
 

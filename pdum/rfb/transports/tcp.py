@@ -12,12 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections import deque
 from collections.abc import Awaitable, Callable
 
-#: Bytes buffered for :meth:`TcpStream.read` before the socket stops being read (backpressure
-#: for a client that sends faster than the session parses).
-READ_LIMIT = 128 * 1024
+from .inbox import Inbox
+
 #: Seconds :meth:`TcpStream.close` waits for the buffered output to go out before aborting.
 CLOSE_TIMEOUT = 0.5
 
@@ -37,12 +35,7 @@ class TcpStream:
             # Updates are written whole; Nagle would only add latency.
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._chunks: deque[bytes] = deque()
-        self._buffered = 0
-        self._reading_paused = False
-        self._read_waiter: asyncio.Future[None] | None = None
-        self._eof = False
-        self._receiver: Callable[[bytes], None] | None = None
+        self._inbox = Inbox(self._pause_reading, self._resume_reading)
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._lost = False
@@ -51,60 +44,25 @@ class TcpStream:
     # -- reading ------------------------------------------------------------------------------------
     async def read(self) -> bytes:
         """Some bytes from the client; ``b""`` once it has gone."""
-        while not self._chunks:
-            if self._eof:
-                return b""
-            self._read_waiter = self._loop.create_future()
-            try:
-                await self._read_waiter
-            finally:
-                self._read_waiter = None
-        data = b"".join(self._chunks)
-        self._chunks.clear()
-        self._buffered = 0
-        self._resume_reading()
-        return data
+        return await self._inbox.read()
 
     def set_receiver(self, receiver: Callable[[bytes], None]) -> None:
         """From now on hand every chunk to ``receiver`` as it arrives (``b""`` at the end),
         starting with anything :meth:`read` has not returned yet."""
-        self._receiver = receiver
-        if self._chunks:
-            data = b"".join(self._chunks)
-            self._chunks.clear()
-            self._buffered = 0
-            self._resume_reading()
-            receiver(data)
-        if self._eof:
-            receiver(b"")
+        self._inbox.set_receiver(receiver)
 
     def _data_received(self, data: bytes) -> None:
-        if self._receiver is not None:
-            self._receiver(data)
-            return
-        self._chunks.append(data)
-        self._buffered += len(data)
-        if self._buffered > READ_LIMIT and not self._reading_paused and not self._lost:
-            self._reading_paused = True
-            self._transport.pause_reading()  # type: ignore[attr-defined]
-        self._wake_reader()
+        self._inbox.feed(data)
 
     def _eof_received(self) -> None:
-        if self._eof:
-            return
-        self._eof = True
-        if self._receiver is not None:
-            self._receiver(b"")
-        self._wake_reader()
+        self._inbox.end()
 
-    def _wake_reader(self) -> None:
-        waiter = self._read_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    def _pause_reading(self) -> None:
+        if not self._lost:
+            self._transport.pause_reading()  # type: ignore[attr-defined]
 
     def _resume_reading(self) -> None:
-        if self._reading_paused and not self._lost:
-            self._reading_paused = False
+        if not self._lost:
             self._transport.resume_reading()  # type: ignore[attr-defined]
 
     # -- writing ------------------------------------------------------------------------------------

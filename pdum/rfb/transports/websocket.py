@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -36,14 +35,13 @@ from websockets.protocol import OPEN, Event
 from websockets.typing import Subprotocol
 
 from ..protocol.errors import LimitExceeded, ProtocolError
+from .inbox import READ_LIMIT, Inbox
 
 log = logging.getLogger(__name__)
 
 #: Largest WebSocket message a client may send; RFB client messages are small.
 #: The Display passes ``Limits.max_ws_message`` instead.
 DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024
-#: Bytes buffered for :meth:`WebSocketStream.read` before the socket stops being read (as TCP).
-READ_LIMIT = 128 * 1024
 _DATA_OPCODES = (Opcode.BINARY, Opcode.CONT, Opcode.TEXT)
 #: Whether websockets hands each received frame to ``process_event`` (its asyncio connection
 #: has since it was added); without it :class:`RfbConnection` routes nothing and streams read
@@ -132,28 +130,26 @@ class WebSocketStream:
         self.write_now: Callable[[bytes], None] | None = (
             self._write_direct if _can_write_direct(connection) else None
         )
-        #: Why the stream ended, if not by a plain close: a text frame (ProtocolError) or a message
-        #: over ``max_message`` (LimitExceeded). :meth:`read` raises it; after ``b""`` from
-        #: :meth:`set_receiver`'s receiver the session raises it.
-        self.failure: Exception | None = None
         self._close_code: tuple[int, str] = (CloseCode.NORMAL_CLOSURE, "")
-        self._chunks: deque[bytes] = deque()
-        self._buffered = 0
-        self._reading_paused = False
-        self._read_waiter: asyncio.Future[None] | None = None
-        self._eof = False
-        self._receiver: Callable[[bytes], None] | None = None
+        self._inbox = Inbox(self._pause_reading, self._resume_reading)
         routed = _ROUTABLE and isinstance(connection, RfbConnection)
         #: Bytes handed over as they arrive (see :meth:`_set_receiver`) when the connection routes
         #: its frames to this stream; otherwise the session reads through ``recv()``.
         self.set_receiver: Callable[[Callable[[bytes], None]], None] | None = (
-            self._set_receiver if routed else None
+            self._inbox.set_receiver if routed else None
         )
         if routed:
             assert isinstance(connection, RfbConnection)
             connection.attach(self)
 
     # -- reading ------------------------------------------------------------------------------------
+    @property
+    def failure(self) -> Exception | None:
+        """Why the stream ended, if not by a plain close: a text frame (ProtocolError) or a
+        message over ``max_message`` (LimitExceeded). :meth:`read` raises it; after ``b""``
+        from the receiver of :attr:`set_receiver` the session raises it."""
+        return self._inbox.failure
+
     async def read(self) -> bytes:
         """Some bytes from the client; ``b""`` once it has gone. Raises :class:`ProtocolError`
         for a text frame and :class:`LimitExceeded` for a message over ``max_message``
@@ -161,78 +157,27 @@ class WebSocketStream:
         1009); the session logs and counts both."""
         if self.set_receiver is None:
             return await self._recv()
-        while not self._chunks:
-            if self._eof:
-                if self.failure is not None:
-                    raise self.failure
-                return b""
-            self._read_waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._read_waiter
-            finally:
-                self._read_waiter = None
-        data = b"".join(self._chunks)
-        self._chunks.clear()
-        self._buffered = 0
-        self._resume_reading()
-        return data
-
-    def _set_receiver(self, receiver: Callable[[bytes], None]) -> None:
-        """From now on hand every stretch of the stream to ``receiver`` as it arrives (``b""``
-        at the end, then :attr:`failure` says why if it was not a plain close), starting with
-        anything :meth:`read` has not returned yet."""
-        self._receiver = receiver
-        if self._chunks:
-            data = b"".join(self._chunks)
-            self._chunks.clear()
-            self._buffered = 0
-            self._resume_reading()
-            receiver(data)
-        if self._eof:
-            receiver(b"")
+        return await self._inbox.read()
 
     def _frame(self, data: bytes | None) -> None:
         """A data frame's payload from :class:`RfbConnection` (``None``: a text frame)."""
-        if self._eof:
-            return  # after a text frame nothing more is read
-        if data is None:
-            self.failure = ProtocolError("text WebSocket frame; RFB needs binary frames")
+        if data is not None:
+            self._inbox.feed(data)
+        elif not self._inbox.ended:  # after a text frame nothing more is read
             self._close_code = (CloseCode.UNSUPPORTED_DATA, "binary frames only")
-            self._end()
-            return
-        if self._receiver is not None:
-            self._receiver(data)
-            return
-        self._chunks.append(data)
-        self._buffered += len(data)
-        if self._buffered > READ_LIMIT and not self._reading_paused and self._ws.transport is not None:
-            self._reading_paused = True
-            self._ws.transport.pause_reading()  # type: ignore[attr-defined]
-        self._wake_reader()
+            self._inbox.end(ProtocolError("text WebSocket frame; RFB needs binary frames"))
 
     def _lost(self, too_big: bool) -> None:
-        if too_big and self.failure is None:
-            self.failure = LimitExceeded(f"WebSocket message over {self._max_message} bytes")
-        self._end()
+        too_big_error = LimitExceeded(f"WebSocket message over {self._max_message} bytes")
+        self._inbox.end(too_big_error if too_big else None)
 
-    def _end(self) -> None:
-        if self._eof:
-            return
-        self._eof = True
-        if self._receiver is not None:
-            self._receiver(b"")
-        self._wake_reader()
-
-    def _wake_reader(self) -> None:
-        waiter = self._read_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    def _pause_reading(self) -> None:
+        if self._ws.transport is not None:
+            self._ws.transport.pause_reading()  # type: ignore[attr-defined]
 
     def _resume_reading(self) -> None:
-        if self._reading_paused:
-            self._reading_paused = False
-            if not self._eof:
-                self._ws.transport.resume_reading()  # type: ignore[attr-defined]
+        if self._ws.transport is not None and not self._inbox.ended:
+            self._ws.transport.resume_reading()  # type: ignore[attr-defined]
 
     async def _recv(self) -> bytes:
         """:meth:`read` through websockets' ``recv()``, for a connection that does not route."""
