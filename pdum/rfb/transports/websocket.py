@@ -35,7 +35,7 @@ from websockets.protocol import OPEN, Event
 from websockets.typing import Subprotocol
 
 from ..protocol.errors import LimitExceeded, ProtocolError
-from .inbox import READ_LIMIT, Inbox
+from .inbox import Inbox
 
 log = logging.getLogger(__name__)
 
@@ -50,33 +50,21 @@ _ROUTABLE = callable(getattr(ServerConnection, "process_event", None))
 
 
 class RfbConnection(ServerConnection):
-    """websockets' server connection with its data frames handed to the connection's
-    :class:`WebSocketStream` as they arrive, instead of queued for ``recv()``.
+    """websockets' server connection with its data frames fed, as they arrive, into the
+    :attr:`inbox` its :class:`WebSocketStream` reads, instead of queued for ``recv()``.
 
     RFB is one byte stream: where the client cut it into messages or fragments means nothing, so
-    each binary frame's payload (a fragment's too) is the next stretch of it. A text frame is a
-    protocol error (``None`` to the stream). Ping, pong and close frames stay websockets' own.
-    Frames that arrive before the stream exists wait for :meth:`attach`."""
+    each binary frame's payload (a fragment's too) is the next stretch of it. A text frame ends
+    the stream with a protocol error. Ping, pong and close frames stay websockets' own. Frames
+    that arrive before the stream exists wait in the inbox like any others."""
+
+    #: The largest message the bridge lets websockets take (for the error a larger one ends with).
+    max_message = DEFAULT_MAX_MESSAGE
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._rfb_stream: WebSocketStream | None = None
-        self._rfb_early: list[bytes | None] = []
-        self._rfb_lost: bool | None = None  # set when the connection ended before attach()
+        self.inbox = Inbox(self._rfb_pause, self._rfb_resume)
         self._rfb_in_text = False
-        self._rfb_early_paused = False
-
-    def attach(self, stream: WebSocketStream) -> None:
-        self._rfb_stream = stream
-        early, self._rfb_early = self._rfb_early, []
-        if self._rfb_early_paused:
-            self._rfb_early_paused = False
-            if self._rfb_lost is None:
-                self.transport.resume_reading()  # type: ignore[attr-defined]
-        for data in early:
-            stream._frame(data)
-        if self._rfb_lost is not None:
-            stream._lost(self._rfb_lost)
 
     def process_event(self, event: Event) -> None:
         if (
@@ -89,26 +77,23 @@ class RfbConnection(ServerConnection):
             return
         text = event.opcode is Opcode.TEXT or (event.opcode is Opcode.CONT and self._rfb_in_text)
         self._rfb_in_text = text and not event.fin
-        data = None if text else bytes(event.data)
-        if data == b"":
-            return  # an empty frame (a fragmented message's last one, say): nothing for RFB, not an end
-        if self._rfb_stream is not None:
-            self._rfb_stream._frame(data)
-            return
-        self._rfb_early.append(data)
-        early = sum(len(d) for d in self._rfb_early if d is not None)
-        if early > READ_LIMIT and not self._rfb_early_paused:  # bounded until the stream takes over
-            self._rfb_early_paused = True
-            self.transport.pause_reading()  # type: ignore[attr-defined]
+        if text:
+            self.inbox.end(ProtocolError("text WebSocket frame; RFB needs binary frames"))
+        elif event.data:  # (an empty frame, a fragmented message's last one say, is not an end)
+            self.inbox.feed(bytes(event.data))
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         sent = self.protocol.close_sent
         too_big = sent is not None and sent.code == CloseCode.MESSAGE_TOO_BIG
-        if self._rfb_stream is not None:
-            self._rfb_stream._lost(too_big)
-        else:
-            self._rfb_lost = too_big
+        self.inbox.end(LimitExceeded(f"WebSocket message over {self.max_message} bytes") if too_big else None)
+
+    def _rfb_pause(self) -> None:
+        self.transport.pause_reading()  # type: ignore[attr-defined]
+
+    def _rfb_resume(self) -> None:
+        if not self.inbox.ended:
+            self.transport.resume_reading()  # type: ignore[attr-defined]
 
 
 class WebSocketStream:
@@ -130,17 +115,13 @@ class WebSocketStream:
         self.write_now: Callable[[bytes], None] | None = (
             self._write_direct if _can_write_direct(connection) else None
         )
-        self._close_code: tuple[int, str] = (CloseCode.NORMAL_CLOSURE, "")
-        self._inbox = Inbox(self._pause_reading, self._resume_reading)
-        routed = _ROUTABLE and isinstance(connection, RfbConnection)
-        #: Bytes handed over as they arrive (see :meth:`_set_receiver`) when the connection routes
-        #: its frames to this stream; otherwise the session reads through ``recv()``.
+        #: The connection's bytes as its frames arrive (None: read through ``recv()``).
+        self._inbox = connection.inbox if _ROUTABLE and isinstance(connection, RfbConnection) else None
+        #: Bytes handed over as they arrive (:meth:`Inbox.set_receiver`) when the connection routes
+        #: its frames here; otherwise the session reads through ``recv()``.
         self.set_receiver: Callable[[Callable[[bytes], None]], None] | None = (
-            self._inbox.set_receiver if routed else None
+            None if self._inbox is None else self._inbox.set_receiver
         )
-        if routed:
-            assert isinstance(connection, RfbConnection)
-            connection.attach(self)
 
     # -- reading ------------------------------------------------------------------------------------
     @property
@@ -148,36 +129,16 @@ class WebSocketStream:
         """Why the stream ended, if not by a plain close: a text frame (ProtocolError) or a
         message over ``max_message`` (LimitExceeded). :meth:`read` raises it; after ``b""``
         from the receiver of :attr:`set_receiver` the session raises it."""
-        return self._inbox.failure
+        return None if self._inbox is None else self._inbox.failure
 
     async def read(self) -> bytes:
         """Some bytes from the client; ``b""`` once it has gone. Raises :class:`ProtocolError`
         for a text frame and :class:`LimitExceeded` for a message over ``max_message``
         (websockets refuses it from its header, before reading the payload, and closes with
         1009); the session logs and counts both."""
-        if self.set_receiver is None:
+        if self._inbox is None:
             return await self._recv()
         return await self._inbox.read()
-
-    def _frame(self, data: bytes | None) -> None:
-        """A data frame's payload from :class:`RfbConnection` (``None``: a text frame)."""
-        if data is not None:
-            self._inbox.feed(data)
-        elif not self._inbox.ended:  # after a text frame nothing more is read
-            self._close_code = (CloseCode.UNSUPPORTED_DATA, "binary frames only")
-            self._inbox.end(ProtocolError("text WebSocket frame; RFB needs binary frames"))
-
-    def _lost(self, too_big: bool) -> None:
-        too_big_error = LimitExceeded(f"WebSocket message over {self._max_message} bytes")
-        self._inbox.end(too_big_error if too_big else None)
-
-    def _pause_reading(self) -> None:
-        if self._ws.transport is not None:
-            self._ws.transport.pause_reading()  # type: ignore[attr-defined]
-
-    def _resume_reading(self) -> None:
-        if self._ws.transport is not None and not self._inbox.ended:
-            self._ws.transport.resume_reading()  # type: ignore[attr-defined]
 
     async def _recv(self) -> bytes:
         """:meth:`read` through websockets' ``recv()``, for a connection that does not route."""
@@ -220,8 +181,14 @@ class WebSocketStream:
         return transport.get_write_buffer_size() if transport is not None else 0
 
     async def close(self) -> None:
+        """Close the WebSocket: with 1003 after a text frame (the stream's failure), else 1000."""
+        code, reason = (
+            (CloseCode.UNSUPPORTED_DATA, "binary frames only")
+            if isinstance(self.failure, ProtocolError)
+            else (CloseCode.NORMAL_CLOSURE, "")
+        )
         try:
-            await asyncio.wait_for(self._ws.close(*self._close_code), timeout=0.5)
+            await asyncio.wait_for(self._ws.close(code, reason), timeout=0.5)
         except Exception:
             self._ws.transport.abort()
 
@@ -267,6 +234,8 @@ class WebSocketBridge:
         on_violation = self._on_violation
 
         class Connection(RfbConnection):
+            max_message = self._max_message
+
             async def handshake(self, *args: Any, **kwargs: Any) -> None:
                 await super().handshake(*args, **kwargs)
                 failed = self.protocol.handshake_exc
