@@ -27,6 +27,7 @@ from pdum.rfb.encodings.tight import (
     TightEncoder,
     TightPngEncoder,
     compact_length,
+    read_compact_length,
 )
 from pdum.rfb.protocol.messages import Encoding
 from pdum.rfb.protocol.pixelformat import BGR233, RGB565, SERVER_DEFAULT, PixelFormat
@@ -490,6 +491,8 @@ def test_tight_png_truecolour_png_is_exact_and_uses_jpeg_when_asked() -> None:
 def test_compact_length(n: int, wire: bytes) -> None:
     assert compact_length(n) == wire
     assert Reader(wire).compact() == n
+    rest = io.BytesIO(wire + b"next")
+    assert read_compact_length(rest.read) == n and rest.read() == b"next"  # (the benchmark's reader)
 
 
 def test_compact_length_limit() -> None:

@@ -12,6 +12,7 @@ the peer benchmark's client asks for, so these numbers line up with the wire num
 from __future__ import annotations
 
 import functools
+import io
 import json
 import math
 import statistics
@@ -30,7 +31,7 @@ from ..encodings.h264 import H264State
 from ..encodings.hextile import HextileEncoder
 from ..encodings.raw import RawEncoder
 from ..encodings.solid import encode_order
-from ..encodings.tight import TightEncoder, TightPngEncoder
+from ..encodings.tight import TightEncoder, TightPngEncoder, read_compact_length
 from ..encodings.zlib import ZlibEncoder
 from ..encodings.zrle import ZRLEEncoder
 from ..protocol.pixelformat import PixelFormat
@@ -72,14 +73,9 @@ def _tight_jpeg_decoder() -> Callable[[bytes, int, int], np.ndarray | None]:
             return np.broadcast_to(np.frombuffer(payload[1:4], np.uint8), (h, w, 3))
         if control != 0x90:
             return None
-        i, n, shift = 1, 0, 0
-        while True:  # compact length
-            byte = payload[i]
-            n |= (byte & 0x7F) << shift
-            i, shift = i + 1, shift + 7
-            if not byte & 0x80 or shift == 21:
-                break
-        return np.asarray(simplejpeg.decode_jpeg(payload[i : i + n], colorspace="RGB"))
+        rest = io.BytesIO(payload[1:])
+        jpeg = rest.read(read_compact_length(rest.read))
+        return np.asarray(simplejpeg.decode_jpeg(jpeg, colorspace="RGB"))
 
     return decode
 

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..display import serve
+from ..encodings.tight import read_compact_length
 from ..testing import seed_scene
 from ..transports import websocket
 from .pdum_server import CpuWindow, on_clock, run_bounded
@@ -143,17 +144,6 @@ class _WsBytes:
         self.sock.sendall(header + b"\0\0\0\0" + payload)  # a zero mask leaves the payload as is
 
 
-def _compact_length(ws: _WsBytes) -> int:
-    length, shift = 0, 0
-    for _ in range(3):
-        byte = ws.read(1)[0]
-        length |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
-    return length
-
-
 def _skip_tight(ws: _WsBytes, width: int, height: int) -> None:
     """Read one Tight rectangle's payload (32 bpp depth 24: 3-byte TPIXELs) without decoding it."""
     control = ws.read(1)[0] >> 4
@@ -161,7 +151,7 @@ def _skip_tight(ws: _WsBytes, width: int, height: int) -> None:
         ws.read(3)
         return
     if control == 0x9:  # JPEG
-        ws.read(_compact_length(ws))
+        ws.read(read_compact_length(ws.read))
         return
     filter_id = ws.read(1)[0] if control & 0x4 else 0
     row = width * 3
@@ -170,7 +160,7 @@ def _skip_tight(ws: _WsBytes, width: int, height: int) -> None:
         ws.read(colours * 3)
         row = (width + 7) // 8 if colours <= 2 else width
     size = row * height
-    ws.read(size if size < 12 else _compact_length(ws))
+    ws.read(size if size < 12 else read_compact_length(ws.read))
 
 
 def _client(port: int) -> int:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -106,6 +107,18 @@ def compact_length(n: int) -> bytes:
     if n < 0x4000:
         return bytes((n & 0x7F | 0x80, n >> 7))
     return bytes((n & 0x7F | 0x80, (n >> 7) & 0x7F | 0x80, n >> 14))
+
+
+def read_compact_length(read: Callable[[int], bytes]) -> int:
+    """The inverse of :func:`compact_length`, for readers of Tight (the benchmark's clients):
+    ``read(1)`` gives the next byte. The third byte, if any, carries 8 bits."""
+    first = read(1)[0]
+    if not first & 0x80:
+        return first
+    second = read(1)[0]
+    if not second & 0x80:
+        return (first & 0x7F) | second << 7
+    return (first & 0x7F) | (second & 0x7F) << 7 | read(1)[0] << 14
 
 
 def is_tpixel24(pf: PixelFormat) -> bool:
