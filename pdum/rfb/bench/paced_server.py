@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..display import serve
-from .pdum_server import CpuWindow, run_bounded
+from .pdum_server import CpuWindow, on_clock, run_bounded
 from .scenes import SCENES
 
 #: The frame counter: ``COUNTER_BITS`` blocks of ``BLOCK`` x ``BLOCK`` pixels along the top row
@@ -59,14 +59,14 @@ async def _run(width: int, height: int, nframes: int, fps: float, scene: str) ->
         publish_ns: list[int] = []
         period = 1.0 / fps
         window = CpuWindow()
-        start = loop.time() + period
-        for k in range(1, nframes):
-            delay = start + (k - 1) * period - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+
+        def publish_at(k: int) -> None:
             publish_ns.append(time.time_ns())
-            display.publish(frames[k])
-        await asyncio.sleep(min(1.0, 5 * period))  # let the last frame go out
+            display.publish(frames[k + 1])
+
+        await asyncio.sleep(period)  # frame 1 a period after the page is ready
+        await on_clock(fps, nframes - 1, publish_at)  # (each frame followed by its whole period)
+        await asyncio.sleep(max(0.0, min(1.0, 5 * period) - period))  # let the last frame go out
         return {
             **window.numbers(),
             "frames": nframes - 1,
