@@ -266,7 +266,7 @@ class _Measured(Protocol):
 _R = TypeVar("_R", bound=_Measured)
 
 
-def _median_by_cpu(runs: Sequence[_R]) -> _R:
+def median_by_cpu(runs: Sequence[_R]) -> _R:
     """The run with the median CPU per frame among those without an error (else the first)."""
     good = sorted((r for r in runs if r.error is None), key=lambda r: r.cpu_ms_per_frame)
     return good[len(good) // 2] if good else runs[0]
@@ -274,7 +274,7 @@ def _median_by_cpu(runs: Sequence[_R]) -> _R:
 
 def _median_run(runs: list[Run]) -> Run:
     """The repetition with the median server CPU, carrying every repetition's key numbers."""
-    chosen = _median_by_cpu(runs)
+    chosen = median_by_cpu(runs)
     if chosen.error is not None:
         return chosen
     chosen.repeats = [
@@ -393,7 +393,7 @@ def run_floor(
         finally:
             stop_processes([*procs, server])
         runs.append(run)
-    chosen = _median_by_cpu(runs)
+    chosen = median_by_cpu(runs)
     chosen.repeats = [r.cpu_ms_per_frame for r in runs]
     return chosen
 

@@ -40,7 +40,7 @@ from ..encodings.tight import read_compact_length
 from ..testing import seed_scene
 from ..transports import websocket
 from .pdum_server import CpuWindow, on_clock, run_bounded
-from .peer import stop_processes
+from .peer import median_by_cpu, stop_processes
 
 WIDTH, HEIGHT = 320, 240
 FPS = 10.0  # the demo's rate
@@ -276,8 +276,7 @@ def run(quick: bool, progress: Callable[[str], None] | None = None) -> list[View
                 collected.setdefault((path, clients), []).append(run_once(clients, nframes, path))
     chosen = []
     for runs in collected.values():
-        good = sorted((r for r in runs if r.error is None), key=lambda r: r.cpu_ms_per_frame)
-        pick = good[len(good) // 2] if good else runs[0]
+        pick = median_by_cpu(runs)
         pick.repeats = [r.cpu_ms_per_frame for r in runs]
         chosen.append(pick)
     return chosen
