@@ -94,12 +94,14 @@ def test_reports_give_best_runs_and_the_cost_of_many_clients() -> None:
 
 
 @contextlib.contextmanager
-def bench_server(module: str, *args: str) -> Iterator[tuple[subprocess.Popen[str], list[socket.socket]]]:
-    """``python -m pdum.rfb.bench.<module> ARGS`` once it printed READY, and a list for the test's
-    client sockets; all of them closed, and the server killed if still running, on the way out."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", f"pdum.rfb.bench.{module}", *args], stdout=subprocess.PIPE, text=True
-    )
+def bench_server(
+    program: str | list[str], *args: str
+) -> Iterator[tuple[subprocess.Popen[str], list[socket.socket]]]:
+    """``python -m pdum.rfb.bench.<program> ARGS`` (or the command ``program``) once it printed
+    READY, and a list for the test's client sockets; all of them closed, and the server killed if
+    still running, on the way out."""
+    command = [sys.executable, "-m", f"pdum.rfb.bench.{program}"] if isinstance(program, str) else program
+    server = subprocess.Popen([*command, *args], stdout=subprocess.PIPE, text=True)
     clients: list[socket.socket] = []
     try:
         assert server.stdout is not None and server.stdout.readline().startswith("READY")
@@ -117,10 +119,22 @@ def server_result(server: subprocess.Popen[str]) -> dict[str, Any]:
     return dict(json.loads(server.communicate(timeout=30)[0].strip().splitlines()[-1]))
 
 
-def test_floor_server_serves_every_client_every_frame() -> None:
-    """The asyncio floor answers lock-step clients frame after frame and reports its CPU."""
+@pytest.fixture(scope="module", params=peer.FLOOR_SERVERS)
+def floor_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str | list[str]:
+    """Each floor server: the asyncio one's module, and the C one built as the benchmark builds it
+    (gcc is among what scripts/test.sh installs)."""
+    if request.param == "asyncio":
+        return "floor_server"
+    source = Path(__file__).resolve().parents[2] / "benchmarks" / "peer" / "floor_server.c"
+    exe = tmp_path_factory.mktemp("floor") / "floor_server"
+    subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-o", str(exe), str(source)], check=True)
+    return [str(exe)]
+
+
+def test_floor_server_serves_every_client_every_frame(floor_server: str | list[str]) -> None:
+    """Each floor answers lock-step clients frame after frame and reports its CPU."""
     port = peer.free_port()
-    with bench_server("floor_server", str(port), "2", "5", "83", "30") as (server, clients):
+    with bench_server(floor_server, str(port), "2", "5", "83", "30") as (server, clients):
         clients += [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
         for c in clients:
             c.sendall(bytes(10))
@@ -136,11 +150,11 @@ def test_floor_server_serves_every_client_every_frame() -> None:
         assert (result["frames"], result["clients"]) == (5, 2) and result["cpu_s"] >= 0
 
 
-def test_paced_floor_server_writes_every_frame_on_its_clock() -> None:
-    """With FPS the floor writes NFRAMES updates on a clock whether or not clients ask again,
+def test_paced_floor_server_writes_every_frame_on_its_clock(floor_server: str | list[str]) -> None:
+    """With FPS each floor writes NFRAMES updates on a clock whether or not clients ask again,
     each followed by its period, and then closes: every client reads exactly NFRAMES updates."""
     port = peer.free_port()
-    with bench_server("floor_server", str(port), "2", "6", "1000", "30", "20") as (server, clients):
+    with bench_server(floor_server, str(port), "2", "6", "1000", "30", "20") as (server, clients):
         clients += [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
         for c in clients:
             c.sendall(bytes(10))  # asked once; the clock does the rest
@@ -157,19 +171,28 @@ def test_paced_floor_server_writes_every_frame_on_its_clock() -> None:
 
 
 def test_floor_table_bounds_the_scaling_ratio() -> None:
-    """Per encoding the floor stands for: its cost per extra client, and pdum.rfb's one client
-    plus only that cost over pdum.rfb's one client (the best ratio any own work could reach)."""
+    """Per encoding the floors stand for and per floor server: its cost per extra client, the
+    one-client frame a server with only that cost per extra client needs to stay under 2x at 16
+    (15 extra clients), and pdum.rfb's one client plus only that cost over pdum.rfb's one client
+    (the best ratio any own work could reach)."""
 
-    def floor(clients: int, cpu: float) -> peer.FloorRun:
-        return peer.FloorRun(clients, 307_216, frames=10, cpu_ms_per_frame=cpu, sys_ms_per_frame=cpu / 2)
+    def floor(kind: str, clients: int, cpu: float) -> peer.FloorRun:
+        run = peer.FloorRun(clients, 307_216, 0.0, kind, frames=10, cpu_ms_per_frame=cpu)
+        run.sys_ms_per_frame = cpu / 2
+        return run
 
     def ours(clients: int, cpu: float) -> peer.Run:
         return peer.Run("pdum", "seed_scene", 320, 240, "Raw", clients, frames=10, cpu_ms_per_frame=cpu)
 
-    text = report.floor_text({"Raw": [floor(1, 0.05), floor(16, 0.65)]}, [ours(1, 0.4), ours(16, 1.7)])
+    floors = [floor("asyncio", 1, 0.05), floor("asyncio", 16, 0.65)]
+    floors += [floor("C", 1, 0.02), floor("C", 16, 0.47)]
+    text = report.floor_text({"Raw": floors}, [ours(1, 0.4), ours(16, 1.7)])
     rows = [row.split(" | ") for row in text.splitlines()[2:]]
-    assert rows[0][:2] == ["| Raw", "1"] and rows[1][:3] == ["| Raw", "16", "307,216"]
-    assert rows[1][5:10] == ["13.00", "40.0", "1.70", "4.25", "2.50"]  # (0.4 + 0.6) / 0.4
+    assert [row[:3] for row in rows] == [["| Raw", "asyncio", "1"], ["| Raw", "asyncio", "16"],
+                                         ["| Raw", "C", "1"], ["| Raw", "C", "16"]]  # fmt: skip
+    assert rows[1][3] == "307,216" and rows[0][7:9] == ["n/a", "n/a"]
+    assert rows[1][6:12] == ["13.00", "40.0", "0.600", "1.70", "4.25", "2.50"]  # (0.4 + 0.6) / 0.4
+    assert rows[3][6:12] == ["23.50", "30.0", "0.450", "1.70", "4.25", "2.12"]  # (0.4 + 0.45) / 0.4
 
 
 def test_peer_sections_say_why_they_were_skipped(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ Sections (``--only`` picks some):
 * ``scaling``: server CPU per published frame with 1, 4 and 16 clients, both servers (lock-step);
 * ``paced``: the same with 1 and 16 clients at a real frame rate: each server publishes on its
   own clock at 30 frames/s, as a notebook's ``publish_loop`` does, and idles between frames;
-  both scaling tables are followed by their asyncio floor (:func:`scaling_floor`);
+  both scaling tables are followed by their floors, asyncio and C (:func:`scaling_floor`);
 * ``websocket``: server CPU per frame with 1 and 16 WebSocket viewers (websockify-style Tight
   clients) at the demo's 10 frames/s, served from websockets' callbacks or through its
   ``recv()``/``send()``, see :mod:`.websocket_viewers`;
@@ -38,7 +38,7 @@ from typing import Any
 from . import browser, encoders, peer, report, websocket_viewers
 
 SECTIONS = ("encoders", "peer", "latency", "scaling", "paced", "websocket", "browser")
-#: The encodings of the scaling tables that get an asyncio floor: the smallest update (Tight) and
+#: The encodings of the scaling tables that get floors (asyncio and C): the smallest update (Tight) and
 #: the largest (Raw). The floor writes as many bytes a frame as pdum.rfb's client 0 received.
 FLOOR_ENCODINGS = ("Tight", "Raw")
 
@@ -127,9 +127,9 @@ def run(sections: Sequence[str] = SECTIONS, *, quick: bool = False) -> tuple[dic
 def scaling_floor(
     results: dict[str, Any], section: str, runs: Sequence[peer.Run], programs: peer.Programs, quick: bool
 ) -> list[str]:
-    """The asyncio floor under a scaling table (floor_server.py, same schedule as the table):
-    what one more client costs an asyncio server that does no VNC work at all, for updates the
-    size of pdum.rfb's Tight and Raw ones; fills ``results[section + "_floor"]``."""
+    """The floors under a scaling table (floor_server.py and floor_server.c, same schedule as the
+    table): what one more client costs an asyncio server, and a C one, that do no VNC work at
+    all, for updates the size of pdum.rfb's Tight and Raw ones; fills ``results[section + "_floor"]``."""
     paced = section == "paced"
     fps = peer.PACED_FPS if paced else 0.0
     floors: dict[str, list[peer.FloorRun]] = {}
@@ -142,17 +142,20 @@ def scaling_floor(
         nframes = one.frames if paced else 100 if quick else 600
         floors[encoding] = [
             peer.run_floor(programs, n, nframes, round(one.bytes_per_frame), fps=fps,
-                           repeats=1 if quick else 3 if paced else 5)
+                           repeats=1 if quick else 3 if paced else 5, server_kind=kind)
+            for kind in peer.FLOOR_SERVERS
             for n in clients
         ]  # fmt: skip
     results[f"{section}_floor"] = {enc: [f.as_dict() for f in fl] for enc, fl in floors.items()}
     schedule = f"written at {fps:g} frames/s" if paced else "lock-step"
     note = (
-        "Floor: an asyncio server with no VNC work (`pdum/rfb/bench/floor_server.py`, one write per client "
-        "and frame of as many bytes as pdum.rfb's client 0 received per frame in that encoding, "
-        f"{schedule} like the table above) "
-        "and minimal C clients (`benchmarks/peer/floor_client.c`); median of the runs. The last number "
-        "bounds the scaling target: pdum.rfb's one client plus only the floor's cost per extra client."
+        "Floors: servers with no VNC work, one write per client and frame of as many bytes as "
+        f"pdum.rfb's client 0 received per frame in that encoding, {schedule} like the table above, "
+        "to minimal C clients (`benchmarks/peer/floor_client.c`): an asyncio server "
+        "(`pdum/rfb/bench/floor_server.py`) and the same in C with epoll "
+        "(`benchmarks/peer/floor_server.c`); median of the runs. A server whose extra clients cost "
+        "what the floor's do meets the target only with a one-client frame above \"least one-client "
+        "ms/frame\"; the last number is pdum.rfb's one client plus only the floor's cost per extra client."
     )
     return [note, "", report.floor_text(floors, runs), ""]
 

@@ -15,6 +15,8 @@ What it shows: how much CPU one more client costs any asyncio server on this mac
 Python, whatever it sends. pdum.rfb's own cost per extra client (the scaling table) is this
 floor plus its own bookkeeping, so a ratio target for many clients cannot be met by a frame
 cheaper than what the floor alone adds (docs/performance.md, "Many clients").
+``benchmarks/peer/floor_server.c`` is its twin in C (same arguments, schedule and JSON line):
+what one more client costs any server on the machine, whatever it is written in.
 """
 
 from __future__ import annotations

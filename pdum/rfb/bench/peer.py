@@ -71,7 +71,8 @@ def peer_sources() -> Path | None:
 class Programs:
     server: Path
     client: Path
-    floor_client: Path  # the scaling section's floor (floor_server.py)
+    floor_client: Path  # the scaling sections' floors (floor_server.py and floor_server.c)
+    floor_server: Path  # the C floor
 
 
 def build(workdir: Path) -> Programs:
@@ -82,11 +83,14 @@ def build(workdir: Path) -> Programs:
     gcc = shutil.which("gcc")
     if gcc is None:
         raise Skip("gcc not found")
-    programs = Programs(workdir / "lvs_server", workdir / "lvc_client", workdir / "floor_client")
+    programs = Programs(
+        workdir / "lvs_server", workdir / "lvc_client", workdir / "floor_client", workdir / "floor_server"
+    )
     for exe, source, libs in (
         (programs.server, src / "lvs_server.c", ["-lvncserver"]),
         (programs.client, src / "lvc_client.c", ["-lvncclient", "-lz"]),
         (programs.floor_client, src / "floor_client.c", []),
+        (programs.floor_server, src / "floor_server.c", []),
     ):
         done = subprocess.run(
             [gcc, "-O2", "-Wall", "-o", str(exe), str(source), *libs], capture_output=True, text=True
@@ -334,13 +338,18 @@ def run_cases(
     return results
 
 
+#: The floors' servers: the asyncio one (``floor_server.py``) and its C twin (``floor_server.c``).
+FLOOR_SERVERS = ("asyncio", "C")
+
+
 @dataclass
 class FloorRun:
-    """The asyncio floor (``floor_server.py``) with ``clients`` lock-step clients."""
+    """A floor server (``server``: one of :data:`FLOOR_SERVERS`) with ``clients`` floor clients."""
 
     clients: int
     update_bytes: int
     fps: float = 0.0  # 0: lock-step; else written on a clock at this rate
+    server: str = "asyncio"
     frames: int = 0
     cpu_ms_per_frame: float = float("nan")
     sys_ms_per_frame: float = float("nan")
@@ -360,20 +369,24 @@ def run_floor(
     repeats: int,
     timeout: int = 60,
     fps: float = 0.0,
+    server_kind: str = "asyncio",
 ) -> FloorRun:
-    """The floor server and ``clients`` floor clients, ``repeats`` times (median by CPU);
-    ``fps`` as in :func:`run_once`."""
+    """A floor server (``server_kind``, see :data:`FLOOR_SERVERS`) and ``clients`` floor clients,
+    ``repeats`` times (median by CPU); ``fps`` as in :func:`run_once`."""
+    command = {
+        "asyncio": [sys.executable, "-m", "pdum.rfb.bench.floor_server"],
+        "C": [str(programs.floor_server)],
+    }[server_kind]
     runs: list[FloorRun] = []
     for _ in range(repeats):
-        run = FloorRun(clients, update_bytes, fps)
+        run = FloorRun(clients, update_bytes, fps, server_kind)
         port = free_port()
         args = [str(port), str(clients), str(nframes), str(update_bytes), str(timeout)]
         if fps > 0:
             args.append(str(fps))
         server = subprocess.Popen(
-            [sys.executable, "-m", "pdum.rfb.bench.floor_server", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [*command, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         assert server.stdout is not None
         procs: list[subprocess.Popen[Any]] = []
         try:
@@ -383,7 +396,7 @@ def run_floor(
             procs = [subprocess.Popen(cmd) for _ in range(clients)]
             out, err = server.communicate(timeout=timeout + 10)
             if server.returncode != 0 or not out.strip():
-                raise RuntimeError(f"floor server exited with {server.returncode}: {err[-300:]}")
+                raise RuntimeError(f"floor server exited with {server.returncode}: {err.strip()[-300:]}")
             result = json.loads(out.strip().splitlines()[-1])
             run.frames = int(result["frames"])
             run.cpu_ms_per_frame = result["cpu_s"] / run.frames * 1000.0

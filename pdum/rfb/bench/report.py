@@ -213,38 +213,45 @@ def scaling_text(runs: Sequence[Run]) -> str:
 
 
 def floor_text(floors: Mapping[str, Sequence[FloorRun]], pdum_runs: Sequence[Run]) -> str:
-    """The asyncio floor (floor_server.py) per encoding it stands for and client count, next to
-    pdum.rfb's rows of that encoding.
+    """The floors (floor_server.py, floor_server.c) per encoding they stand for, floor server and
+    client count, next to pdum.rfb's rows of that encoding.
 
-    The last numeric column is the bound the floor puts on the scaling target: pdum.rfb's one
-    client plus only what the floor pays per extra client, over pdum.rfb's one client. A ratio
-    target below that number cannot be met by any amount of work on pdum.rfb's own code."""
+    Two columns bound the scaling target. "least one-client ms/frame for < 2x": a server whose
+    extra clients cost what this floor's do meets "N clients cost less than 2x one" only if its
+    one-client frame costs more than N - 1 times that; under the C floor no server on this
+    machine, whatever it is written in, escapes it. The last numeric column: pdum.rfb's one
+    client plus only what the floor pays per extra client, over pdum.rfb's one client; a ratio
+    target below it cannot be met by any amount of work on pdum.rfb's own code."""
     rows = []
     for encoding, runs in floors.items():
         ours = {r.clients: r for r in pdum_runs if r.server == "pdum" and r.encoding == encoding}
-        floor_one = next((f for f in runs if f.clients == 1), None)
         pdum_one = ours.get(1)
-        for f in runs:
-            pdum = ours.get(f.clients)
-            extra = (
-                (f.cpu_ms_per_frame - floor_one.cpu_ms_per_frame) / (f.clients - 1) * 1000.0
-                if floor_one is not None and f.clients > 1
-                else float("nan")
-            )
-            bound = (
-                ratio(pdum_one.cpu_ms_per_frame + f.cpu_ms_per_frame - floor_one.cpu_ms_per_frame,
-                      pdum_one.cpu_ms_per_frame)
-                if pdum_one is not None and floor_one is not None
-                else ""
-            )  # fmt: skip
-            rows.append([encoding, str(f.clients), f"{f.update_bytes:,}", fmt(f.cpu_ms_per_frame),
-                         fmt(f.sys_ms_per_frame),
-                         ratio(f.cpu_ms_per_frame, floor_one.cpu_ms_per_frame) if floor_one else "",
-                         fmt(extra), fmt(pdum.cpu_ms_per_frame) if pdum else "",
-                         ratio(pdum.cpu_ms_per_frame, pdum_one.cpu_ms_per_frame) if pdum and pdum_one else "",
-                         bound, f.error or "ok"])  # fmt: skip
-    headers = ["stands for", "clients", "bytes an update", "floor CPU ms/frame", "floor kernel ms",
-               "floor x one client", "floor us per extra client", "pdum CPU ms/frame", "pdum x one client",
+        for kind in dict.fromkeys(f.server for f in runs):
+            same = [f for f in runs if f.server == kind]
+            floor_one = next((f for f in same if f.clients == 1), None)
+            for f in same:
+                pdum = ours.get(f.clients)
+                extra = (
+                    (f.cpu_ms_per_frame - floor_one.cpu_ms_per_frame) / (f.clients - 1) * 1000.0
+                    if floor_one is not None and f.clients > 1
+                    else float("nan")
+                )
+                bound = (
+                    ratio(pdum_one.cpu_ms_per_frame + f.cpu_ms_per_frame - floor_one.cpu_ms_per_frame,
+                          pdum_one.cpu_ms_per_frame)
+                    if pdum_one is not None and floor_one is not None
+                    else ""
+                )  # fmt: skip
+                rows.append([encoding, kind, str(f.clients), f"{f.update_bytes:,}", fmt(f.cpu_ms_per_frame),
+                             fmt(f.sys_ms_per_frame),
+                             ratio(f.cpu_ms_per_frame, floor_one.cpu_ms_per_frame) if floor_one else "",
+                             fmt(extra), fmt((f.clients - 1) * extra / 1000.0),
+                             fmt(pdum.cpu_ms_per_frame) if pdum else "",
+                             ratio(pdum.cpu_ms_per_frame, pdum_one.cpu_ms_per_frame) if pdum and pdum_one
+                             else "", bound, f.error or "ok"])  # fmt: skip
+    headers = ["stands for", "floor", "clients", "bytes an update", "floor CPU ms/frame", "floor kernel ms",
+               "floor x one client", "floor us per extra client", "least one-client ms/frame for < 2x",
+               "pdum CPU ms/frame", "pdum x one client",
                "pdum x one client if extra clients cost only the floor", "status"]  # fmt: skip
     return table(headers, rows)
 
