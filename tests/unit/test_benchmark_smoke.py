@@ -246,7 +246,7 @@ def test_websocket_viewers_get_every_frame_either_way(path: str) -> None:
     way the run names (a client that misreads a Tight update leaves, and fails this)."""
     run = websocket_viewers.run_once(2, 5, path, fps=20.0, timeout=30)
     assert run.error is None, run.error
-    assert run.every_frame and run.direct == (path == "direct")
+    assert run.every_frame and run.direct == (path != "recv-send")
     assert run.cpu_ms_per_frame > 0
 
 
@@ -258,8 +258,10 @@ def test_websocket_table_compares_the_direct_path_with_recv_send() -> None:
         return run
 
     runs = [viewers("direct", 1, 1.0, True), viewers("recv-send", 1, 1.0, False),
-            viewers("direct", 16, 1.9, True), viewers("recv-send", 16, 2.5, True)]  # fmt: skip
+            viewers("direct", 16, 1.9, True), viewers("recv-send", 16, 2.5, True),
+            viewers("floor", 1, 0.2, True), viewers("floor", 16, 0.65, True)]  # fmt: skip
     rows = [row.strip("| ").split(" | ") for row in report.websocket_text(runs).splitlines()[2:]]
-    assert rows[2] == ["16", "direct", "1.90", "0.475", "1.90", "60.0", "0.76", "ok"]
+    assert rows[2] == ["16", "direct", "1.90", "0.475", "1.90", "60.0", "0.76", "1.45", "ok"]  # 1.0 + 0.45
     assert rows[3][:6] == ["16", "recv-send", "2.50", "0.625", "2.50", "100"]
-    assert rows[3][7] == "wrong path"  # a recv-send run whose sessions took the direct path measured nothing
+    assert rows[3][8] == "wrong path"  # a recv-send run whose sessions took the direct path measured nothing
+    assert rows[5][:6] == ["16", "floor", "0.650", "0.163", "3.25", "30.0"] and rows[5][8] == "ok"

@@ -258,7 +258,9 @@ def floor_text(floors: Mapping[str, Sequence[FloorRun]], pdum_runs: Sequence[Run
 
 def websocket_text(runs: Sequence[ViewerRun]) -> str:
     """WebSocket viewers: CPU per frame with 1 and 16 of them, for each path between session and
-    socket, each count's cost over one viewer's (same path) and the direct path over recv/send."""
+    socket (and the floor: the bridge with no VNC server behind it), each count's cost over one
+    viewer's (same path), the direct path over recv/send, and the bound the floor puts on the
+    direct path: its one viewer plus only what the floor pays per extra viewer, over its one."""
     by = {(r.path, r.clients): r for r in runs}
     rows = []
     for r in runs:
@@ -269,12 +271,18 @@ def websocket_text(runs: Sequence[ViewerRun]) -> str:
             if one is not None and r.clients > 1
             else float("nan")
         )
-        took_path = r.direct == (r.path == "direct")
+        took_path = r.direct == (r.path != "recv-send")  # (the floor takes the direct path too)
         status = r.error or ("wrong path" if not took_path else "ok" if r.every_frame else "not all frames")
         versus = ratio(r.cpu_ms_per_frame, other.cpu_ms_per_frame) if other and r.path == "direct" else ""
+        floor, floor_one = by.get(("floor", r.clients)), by.get(("floor", 1))
+        bound = ""
+        if r.path == "direct" and one and floor and floor_one:
+            floor_extra = floor.cpu_ms_per_frame - floor_one.cpu_ms_per_frame
+            bound = ratio(one.cpu_ms_per_frame + floor_extra, one.cpu_ms_per_frame)
         rows.append([str(r.clients), r.path, fmt(r.cpu_ms_per_frame), fmt(r.sys_ms_per_frame),
                      ratio(r.cpu_ms_per_frame, one.cpu_ms_per_frame) if one else "", fmt(extra), versus,
-                     status])  # fmt: skip
+                     bound, status])  # fmt: skip
     headers = ["viewers", "path", "CPU ms/frame", "kernel ms", "x one viewer", "us per extra viewer",
-               "direct / recv-send", "status"]  # fmt: skip
+               "direct / recv-send", "direct x one viewer if extra viewers cost only the floor",
+               "status"]  # fmt: skip
     return table(headers, rows)

@@ -15,8 +15,12 @@ PATH says how the session meets the socket: ``direct``, the default (the viewer'
 over from websockets' frame callback, ``WebSocketStream.set_receiver``, and in-step updates are
 written from the event loop, ``WebSocketStream.write_now``), or ``recv-send``, what a session
 does when the installed websockets lacks what those use (its reader task awaits ``recv()``, its
-writer task ``send()``). Both run in the same section, so the table compares them on the same
-machine at the same moment.
+writer task ``send()``), or ``floor``: the same bridge and streams with no VNC server behind them
+(:func:`_serve_floor`: a scripted handshake, then one pre-built Tight update of fill rectangles,
+about the seed scene's size, written to every viewer on the same clock; the viewers' requests
+are taken from the frame callback and dropped). The floor is what one more viewer costs
+websockets, the bridge and the event loop before any Session or Display work. All three run in
+the same section, so the table compares them on the same machine at the same moment.
 """
 
 from __future__ import annotations
@@ -39,12 +43,13 @@ from ..display import serve
 from ..encodings.tight import read_compact_length
 from ..testing import seed_scene
 from ..transports import websocket
+from ..transports.websocket import WebSocketBridge, WebSocketStream
 from .pdum_server import CpuWindow, on_clock, run_bounded
 from .peer import median_by_cpu, stop_processes
 
 WIDTH, HEIGHT = 320, 240
 FPS = 10.0  # the demo's rate
-PATHS = ("direct", "recv-send")
+PATHS = ("direct", "recv-send", "floor")
 #: Extra wait once every viewer holds frame 0 and asks for more (start-up updates settle).
 SETTLE_S = 0.3
 TIGHT = 7
@@ -52,6 +57,8 @@ TIGHT = 7
 
 # -- the server ---------------------------------------------------------------------------------------
 async def _serve(nclients: int, nframes: int, fps: float, path: str) -> dict[str, Any]:
+    if path == "floor":
+        return await _serve_floor(nclients, nframes, fps)
     if path == "recv-send":  # benchmark-only switches: the paths taken without websockets' internals
         websocket._can_write_direct = lambda connection: False  # type: ignore[assignment]
         websocket._ROUTABLE = False
@@ -82,6 +89,81 @@ async def _serve(nclients: int, nframes: int, fps: float, path: str) -> dict[str
         }
     finally:
         await display.aclose()
+
+
+#: The floor's update: five Tight fill rectangles (84 bytes, the seed scene's is 83).
+FLOOR_UPDATE = struct.pack(">BxH", 0, 5) + b"".join(
+    struct.pack(">HHHHiB3B", 64 * i, 0, 64, 64, TIGHT, 0x80, i, 2 * i, 3 * i) for i in range(5)
+)
+
+
+async def _serve_floor(nclients: int, nframes: int, fps: float) -> dict[str, Any]:
+    """The ``floor`` path: the WebSocket bridge and its streams, no Session and no Display. Each
+    viewer gets a scripted RFB 3.8 handshake (security None, a 320x240 ServerInit), its first
+    request answered with :data:`FLOOR_UPDATE`; from then on its bytes go to a receiver that drops
+    them, and the clock writes :data:`FLOOR_UPDATE` to every viewer with ``write_now``, NFRAMES
+    times: websockets' framing and frame parsing, the bridge's inbox and the event loop's
+    wake-ups, the per-viewer work of the direct path minus pdum.rfb's own."""
+    streams: list[WebSocketStream] = []
+    everyone = asyncio.Event()
+    done = asyncio.Event()
+    pixel_format = (32, 24, 0, 1, 255, 255, 255, 16, 8, 0)  # R,G,B,x bytes, as our server's default
+    server_init = struct.pack(">HHBBBBHHHBBB3xI", WIDTH, HEIGHT, *pixel_format, 5) + b"floor"
+
+    async def serve_stream(stream: WebSocketStream) -> None:
+        pending = bytearray()
+
+        async def read_exactly(n: int) -> None:
+            while len(pending) < n:
+                chunk = await stream.read()
+                if not chunk:
+                    raise ConnectionError("viewer left during the handshake")
+                pending.extend(chunk)
+            del pending[:n]
+
+        try:
+            await stream.write(b"RFB 003.008\n")
+            await read_exactly(12)
+            await stream.write(b"\x01\x01")  # one security type: None
+            await read_exactly(1)
+            await stream.write(bytes(4))  # SecurityResult OK
+            await read_exactly(1)  # ClientInit
+            await stream.write(server_init)
+            await read_exactly(8 + 10)  # SetEncodings (one) and the first FramebufferUpdateRequest
+            await stream.write(FLOOR_UPDATE)
+            assert stream.set_receiver is not None, "the floor needs websockets' frame callback"
+            stream.set_receiver(lambda data: None)
+            streams.append(stream)
+            if len(streams) == nclients:
+                everyone.set()
+            await done.wait()
+        finally:
+            await stream.close()
+
+    async def no_http(path: str, headers: Any) -> None:
+        return None
+
+    bridge = WebSocketBridge(serve_stream, no_http)
+    port = await bridge.listen("127.0.0.1", 0)
+    try:
+        print(f"READY {port}", flush=True)
+        await everyone.wait()
+        await asyncio.sleep(SETTLE_S)
+        sent = [0] * nclients
+
+        def publish(k: int) -> None:
+            for i, stream in enumerate(streams):
+                assert stream.write_now is not None
+                stream.write_now(FLOOR_UPDATE)
+                sent[i] += 1
+
+        window = CpuWindow()
+        await on_clock(fps, nframes, publish)
+        numbers = window.numbers()
+        return {**numbers, "frames": nframes, "clients": len(streams), "updates": sent, "direct": True}
+    finally:
+        done.set()
+        await bridge.aclose()
 
 
 def _direct(stream: Any) -> bool:
