@@ -14,7 +14,8 @@ Sections (``--only`` picks some):
   both scaling tables are followed by their floors, asyncio and C (:func:`scaling_floor`);
 * ``websocket``: server CPU per frame with 1 and 16 WebSocket viewers (websockify-style Tight
   clients) at the demo's 10 frames/s, served from websockets' callbacks or through its
-  ``recv()``/``send()``, see :mod:`.websocket_viewers`;
+  ``recv()``/``send()``, and the bridge with no VNC server behind it (the floor), see
+  :mod:`.websocket_viewers`;
 * ``browser``: noVNC in headless Chromium: publish-to-canvas latency of our server, and the
   CPU of ``pdum-rfb demo`` with one viewer, see :mod:`.browser`.
 
@@ -180,7 +181,10 @@ def websocket_note() -> str:
         "the runs. 'direct': the viewer's bytes handed over from websockets' frame callback and in-step "
         "updates written from the event loop (`WebSocketStream.set_receiver`, `write_now`); 'recv-send': "
         "the session's tasks await websockets' `recv()` and `send()`, what happens when the installed "
-        "websockets lacks what the direct path uses."
+        "websockets lacks what the direct path uses; 'floor': the same bridge with no VNC server behind it "
+        "(a scripted handshake, then an 84-byte Tight update written to every viewer on the same clock, "
+        "the viewers' requests dropped), what one more viewer costs websockets, the bridge and the event "
+        "loop before any work of pdum.rfb's sessions."
     )
 
 
