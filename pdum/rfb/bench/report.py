@@ -212,6 +212,17 @@ def scaling_text(runs: Sequence[Run]) -> str:
     return table(headers, rows)
 
 
+def per_extra_us(cpu_ms: float, one_cpu_ms: float, clients: int) -> float:
+    """What each client beyond the first added to the CPU per frame, in microseconds."""
+    return (cpu_ms - one_cpu_ms) / (clients - 1) * 1000.0 if clients > 1 else float("nan")
+
+
+def floor_bound(one_cpu_ms: float, floor_cpu_ms: float, floor_one_cpu_ms: float) -> str:
+    """The best ratio to its own one client a server can reach if its extra clients cost only what
+    a floor's do: (its one client + the floor's growth) over its one client."""
+    return ratio(one_cpu_ms + floor_cpu_ms - floor_one_cpu_ms, one_cpu_ms)
+
+
 def floor_text(floors: Mapping[str, Sequence[FloorRun]], pdum_runs: Sequence[Run]) -> str:
     """The floors (floor_server.py, floor_server.c) per encoding they stand for, floor server and
     client count, next to pdum.rfb's rows of that encoding.
@@ -232,16 +243,15 @@ def floor_text(floors: Mapping[str, Sequence[FloorRun]], pdum_runs: Sequence[Run
             for f in same:
                 pdum = ours.get(f.clients)
                 extra = (
-                    (f.cpu_ms_per_frame - floor_one.cpu_ms_per_frame) / (f.clients - 1) * 1000.0
-                    if floor_one is not None and f.clients > 1
+                    per_extra_us(f.cpu_ms_per_frame, floor_one.cpu_ms_per_frame, f.clients)
+                    if floor_one is not None
                     else float("nan")
                 )
                 bound = (
-                    ratio(pdum_one.cpu_ms_per_frame + f.cpu_ms_per_frame - floor_one.cpu_ms_per_frame,
-                          pdum_one.cpu_ms_per_frame)
+                    floor_bound(pdum_one.cpu_ms_per_frame, f.cpu_ms_per_frame, floor_one.cpu_ms_per_frame)
                     if pdum_one is not None and floor_one is not None
                     else ""
-                )  # fmt: skip
+                )
                 rows.append([encoding, kind, str(f.clients), f"{f.update_bytes:,}", fmt(f.cpu_ms_per_frame),
                              fmt(f.sys_ms_per_frame),
                              ratio(f.cpu_ms_per_frame, floor_one.cpu_ms_per_frame) if floor_one else "",
@@ -266,19 +276,14 @@ def websocket_text(runs: Sequence[ViewerRun]) -> str:
     for r in runs:
         one = by.get((r.path, 1))
         other = by.get(("recv-send", r.clients))
-        extra = (
-            (r.cpu_ms_per_frame - one.cpu_ms_per_frame) / (r.clients - 1) * 1000.0
-            if one is not None and r.clients > 1
-            else float("nan")
-        )
+        extra = per_extra_us(r.cpu_ms_per_frame, one.cpu_ms_per_frame, r.clients) if one else float("nan")
         took_path = r.direct == (r.path != "recv-send")  # (the floor takes the direct path too)
         status = r.error or ("wrong path" if not took_path else "ok" if r.every_frame else "not all frames")
         versus = ratio(r.cpu_ms_per_frame, other.cpu_ms_per_frame) if other and r.path == "direct" else ""
         floor, floor_one = by.get(("floor", r.clients)), by.get(("floor", 1))
         bound = ""
         if r.path == "direct" and one and floor and floor_one:
-            floor_extra = floor.cpu_ms_per_frame - floor_one.cpu_ms_per_frame
-            bound = ratio(one.cpu_ms_per_frame + floor_extra, one.cpu_ms_per_frame)
+            bound = floor_bound(one.cpu_ms_per_frame, floor.cpu_ms_per_frame, floor_one.cpu_ms_per_frame)
         rows.append([str(r.clients), r.path, fmt(r.cpu_ms_per_frame), fmt(r.sys_ms_per_frame),
                      ratio(r.cpu_ms_per_frame, one.cpu_ms_per_frame) if one else "", fmt(extra), versus,
                      bound, status])  # fmt: skip

@@ -40,7 +40,9 @@ from typing import Any
 import numpy as np
 
 from ..display import serve
-from ..encodings.tight import read_compact_length
+from ..encodings.tight import FILL, read_compact_length
+from ..protocol import messages as m
+from ..protocol.pixelformat import SERVER_DEFAULT
 from ..testing import seed_scene
 from ..transports import websocket
 from ..transports.websocket import WebSocketBridge, WebSocketStream
@@ -92,8 +94,8 @@ async def _serve(nclients: int, nframes: int, fps: float, path: str) -> dict[str
 
 
 #: The floor's update: five Tight fill rectangles (84 bytes, the seed scene's is 83).
-FLOOR_UPDATE = struct.pack(">BxH", 0, 5) + b"".join(
-    struct.pack(">HHHHiB3B", 64 * i, 0, 64, 64, TIGHT, 0x80, i, 2 * i, 3 * i) for i in range(5)
+FLOOR_UPDATE = m.framebuffer_update_header(5) + b"".join(
+    m.rect_header(64 * i, 0, 64, 64, TIGHT) + bytes((FILL, i, 2 * i, 3 * i)) for i in range(5)
 )
 
 
@@ -107,8 +109,7 @@ async def _serve_floor(nclients: int, nframes: int, fps: float) -> dict[str, Any
     streams: list[WebSocketStream] = []
     everyone = asyncio.Event()
     done = asyncio.Event()
-    pixel_format = (32, 24, 0, 1, 255, 255, 255, 16, 8, 0)  # R,G,B,x bytes, as our server's default
-    server_init = struct.pack(">HHBBBBHHHBBB3xI", WIDTH, HEIGHT, *pixel_format, 5) + b"floor"
+    server_init = m.server_init(WIDTH, HEIGHT, SERVER_DEFAULT, b"floor")
 
     async def serve_stream(stream: WebSocketStream) -> None:
         pending = bytearray()
